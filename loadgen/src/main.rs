@@ -1,0 +1,60 @@
+//! `loadgen`: synthetic collectors for flywheel and the benchmark harness. Every benchmark
+//! measures a baseline in the same run and prints the ratio to it, so figures from
+//! different machines can be compared by their ratios.
+
+mod bench_bus;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Synthetic load for flywheel, and its benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmarks, each printed with the ratio to a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Produce and consume throughput of the event bus, against writing and reading the
+    /// same bytes sequentially in one local file (fsynced per batch, as the bus acknowledges).
+    Bus(bench_bus::BusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Bench {
+            bench: Bench::Bus(args),
+        } => rt.block_on(bench_bus::run(&args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("loadgen: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command (README, CI): formatting, lints, then the whole test suite, with the
+# Kafka backend's tests against a real Kafka-API broker (tansu) that this script installs
+# (cached outside the clone) and starts. Nothing else needs to be installed by hand.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "installing what the tests need"
+scripts/install-tansu.sh >/dev/null
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (the Kafka backend's against tansu)"
+export FLYWHEEL_REQUIRE_KAFKA=1
+if cargo nextest --version >/dev/null 2>&1; then
+  scripts/with-kafka.sh cargo nextest run --workspace --locked --profile ci
+else
+  echo "cargo-nextest not found; running cargo test" >&2
+  scripts/with-kafka.sh cargo test --workspace --locked
+fi

@@ -1,0 +1,76 @@
+//! `flywheel`: the one binary. `flywheel up` runs every service in one process,
+//! `flywheel serve <service>` runs one, and the admin commands are clients of the
+//! gateway. Exit status: 0 on success, 1 on an error, 2 on a usage error, 3 for a command
+//! this version does not have yet; the reason is one line on stderr.
+
+mod cli;
+mod demo;
+mod topics_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status of a command this version does not provide yet.
+const EXIT_NOT_AVAILABLE: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    if let Some(config) = &cli.global.config {
+        eprintln!(
+            "flywheel: configuration files are not yet available in this version (--config {})",
+            config.display()
+        );
+        return ExitCode::from(EXIT_NOT_AVAILABLE);
+    }
+    let pending = |what: &str| {
+        eprintln!("flywheel {what}: not yet available in this version");
+        ExitCode::from(EXIT_NOT_AVAILABLE)
+    };
+    let result = match cli.command {
+        Command::Up => return pending("up"),
+        Command::Serve { service } => {
+            return pending(&format!("serve {}", format!("{service:?}").to_lowercase()));
+        }
+        Command::Produce(_) => return pending("produce"),
+        Command::Dataset(_) => return pending("dataset"),
+        Command::Changeset(_) => return pending("changeset"),
+        Command::Trainset(_) => return pending("trainset"),
+        Command::Pipeline(_) => return pending("pipeline"),
+        Command::Model(_) => return pending("model"),
+        Command::Topics(args) => {
+            runtime().and_then(|rt| rt.block_on(topics_cmd::run(&cli.global, &args)))
+        }
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&cli.global, &args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // one line: the error and its causes
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("flywheel: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them. By default: warnings, without librdkafka's
+/// own client logs (a broker that is down is reported once, as flywheel's error;
+/// `RUST_LOG=warn,librdkafka=warn` shows them).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,librdkafka=off"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

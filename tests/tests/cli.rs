@@ -1,0 +1,252 @@
+//! The binary's process contract: help on every command, honest "not yet available"
+//! stubs, the topic catalogue, the bus smoke run, and clear errors on bad input.
+
+use std::fs;
+
+use flywheel_tests::{flywheel, run};
+
+const COMMANDS: [&str; 11] = [
+    "up",
+    "serve",
+    "topics",
+    "demo",
+    "produce",
+    "dataset",
+    "changeset",
+    "trainset",
+    "pipeline",
+    "model",
+    "help",
+];
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run({
+        let mut c = flywheel(dir.path());
+        c.arg("--help");
+        c
+    });
+    assert!(out.status.success());
+    for cmd in COMMANDS {
+        assert!(stdout.contains(cmd), "top-level help lists {cmd}");
+        if cmd == "help" {
+            continue;
+        }
+        let (out, stdout, stderr) = run({
+            let mut c = flywheel(dir.path());
+            c.args([cmd, "--help"]);
+            c
+        });
+        assert!(out.status.success(), "{cmd} --help: {stderr}");
+        assert!(stdout.contains("Usage: flywheel"), "{cmd} --help: {stdout}");
+    }
+}
+
+#[test]
+fn commands_not_yet_available_say_so_and_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["up"][..],
+        &["serve", "ingest"],
+        &["serve", "gateway"],
+        &["produce", "samples.jsonl"],
+        &["dataset", "list"],
+        &["changeset", "list"],
+        &["trainset", "prepare"],
+        &["pipeline", "list"],
+        &["model", "list"],
+    ] {
+        let (out, stdout, stderr) = run({
+            let mut c = flywheel(dir.path());
+            c.args(args);
+            c
+        });
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?} prints nothing on stdout");
+        assert!(stderr.contains("not yet available"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+#[test]
+fn topics_prints_the_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["topics", "--json", "--tenant", "acme"]);
+        c
+    });
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "flywheel.acme.samples",
+            "flywheel.acme.samples.rejected",
+            "flywheel.acme.changesets",
+            "flywheel.acme.pipelines",
+            "flywheel.acme.trainsets",
+            "flywheel.acme.models",
+        ]
+    );
+    for r in rows.as_array().unwrap() {
+        assert!(r["partitions"].as_u64().unwrap() >= 1);
+        assert!(r["schema"].is_string() && r["key"].is_string());
+    }
+
+    let (out, stdout, _) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["topics", "--markdown"]);
+        c
+    });
+    assert!(out.status.success());
+    let doc =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/topics.md")).unwrap();
+    assert_eq!(
+        stdout, doc,
+        "docs/topics.md is what `flywheel topics --markdown` prints"
+    );
+}
+
+#[test]
+fn topics_create_makes_a_tenants_topics_and_refuses_bad_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["topics", "--create", "--tenant", "acme"]);
+        c
+    });
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        dir.path()
+            .join("bus/topics/flywheel.acme.samples/topic.json")
+            .exists()
+    );
+    assert!(
+        dir.path()
+            .join("bus/topics/flywheel.acme.models/topic.json")
+            .exists()
+    );
+
+    let (out, _, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["topics", "--create", "--tenant", "Not.Valid"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("invalid tenant name \"Not.Valid\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_runs_a_bus_smoke_run_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["demo", "--samples", "3000", "--batch", "250", "--json"]);
+        c
+    });
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["samples"], 3000);
+    assert_eq!(report["decoded"], 3000);
+    assert!(report["bus"].as_str().unwrap().starts_with("embedded://"));
+    // a second run on the same data directory finds its topics and reads only its own run
+    let (out, stdout, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["demo", "--samples", "500", "--json"]);
+        c
+    });
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["decoded"], 500);
+}
+
+#[test]
+fn bad_bus_urls_are_named_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, want) in [
+        ("foo://x", "unknown scheme \"foo\""),
+        ("no-scheme", "expected SCHEME://"),
+        ("embedded://", "needs a directory"),
+        ("kafka://", "kafka"),
+        ("kafka://127.0.0.1:notaport", "notaport"),
+    ] {
+        let (out, _, stderr) = run({
+            let mut c = flywheel(dir.path());
+            c.args(["demo", "--samples", "1", "--bus", url]);
+            c
+        });
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        assert!(stderr.contains(want), "{url}: {stderr}");
+        assert!(stderr.contains(url), "{url} is named: {stderr}");
+        assert!(!stderr.contains("panicked"), "{url}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = flywheel(dir.path());
+    c.args(["demo", "--samples", "1", "--bus", "kafka://127.0.0.1:1"]);
+    let started = std::time::Instant::now();
+    let (out, _, stderr) = run(c);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_corrupt_segment_is_reported_by_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["demo", "--samples", "2000", "--quiet"]);
+        c
+    });
+    assert!(out.status.success(), "{stderr}");
+    // flip a byte in the middle of the samples topic's first segment
+    let seg_dir = dir.path().join("bus/topics/flywheel.default.samples");
+    let segment = fs::read_dir(&seg_dir)
+        .unwrap()
+        .flat_map(|p| fs::read_dir(p.unwrap().path()).into_iter().flatten())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&segment, bytes).unwrap();
+
+    let (out, _, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["demo", "--samples", "10", "--quiet"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("corrupt log segment"), "{stderr}");
+    assert!(stderr.contains(&segment.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn configuration_files_are_refused_until_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run({
+        let mut c = flywheel(dir.path());
+        c.args(["--config", "flywheel.toml", "topics"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr.contains("not yet available"), "{stderr}");
+}
