@@ -67,6 +67,9 @@ struct Results {
     batch: usize,
     inflight: usize,
     partitions: u32,
+    /// Time from subscribing to the first message (group join, first fetch); not part of
+    /// the consume phase.
+    first_message_seconds: f64,
     phases: Vec<Phase>,
 }
 
@@ -162,15 +165,23 @@ async fn bus_produce(
     Ok(started.elapsed().as_secs_f64())
 }
 
-async fn bus_consume(bus: &Arc<dyn Bus>, topic: &str, args: &BusArgs) -> anyhow::Result<f64> {
+/// Consumes everything through a fresh group, committing after each poll. Returns the
+/// time until the first message (group join and first fetch) and the time from the first
+/// message to the last.
+async fn bus_consume(
+    bus: &Arc<dyn Bus>,
+    topic: &str,
+    args: &BusArgs,
+) -> anyhow::Result<(f64, f64)> {
     let pb = progress(args.messages, "bus consume", args.json);
+    let started = Instant::now();
     let mut c = bus
         .subscribe(ConsumerConfig::new(
             format!("bench-{:08x}", rand::random::<u32>()),
             Subscription::topic(topic),
         ))
         .await?;
-    let started = Instant::now();
+    let mut first = None;
     let mut n = 0;
     let mut idle = Instant::now();
     while n < args.messages {
@@ -181,13 +192,18 @@ async fn bus_consume(bus: &Arc<dyn Bus>, topic: &str, args: &BusArgs) -> anyhow:
             }
             continue;
         }
+        first.get_or_insert_with(Instant::now);
         idle = Instant::now();
         n += got.len();
         c.commit(&offsets_after(&got)).await?;
         pb.set_position(n as u64);
     }
     pb.finish_and_clear();
-    Ok(started.elapsed().as_secs_f64())
+    let first = first.unwrap_or(started);
+    Ok((
+        first.duration_since(started).as_secs_f64(),
+        first.elapsed().as_secs_f64(),
+    ))
 }
 
 pub(crate) async fn run(args: &BusArgs) -> anyhow::Result<()> {
@@ -214,7 +230,7 @@ pub(crate) async fn run(args: &BusArgs) -> anyhow::Result<()> {
     bus.create_topics(&[TopicSpec::new(&topic, args.partitions)])
         .await?;
     let produce_s = bus_produce(&bus, &topic, args, &pool).await?;
-    let consume_s = bus_consume(&bus, &topic, args).await?;
+    let (join_s, consume_s) = bus_consume(&bus, &topic, args).await?;
 
     let mb = (args.messages * args.size) as f64 / 1e6;
     let phase = |name, seconds: f64, baseline: f64| Phase {
@@ -231,6 +247,7 @@ pub(crate) async fn run(args: &BusArgs) -> anyhow::Result<()> {
         batch: args.batch,
         inflight: args.inflight,
         partitions: args.partitions,
+        first_message_seconds: join_s,
         phases: vec![
             phase("baseline: file write + fsync per batch", write_s, write_s),
             phase("bus produce (acknowledged)", produce_s, write_s),
@@ -255,6 +272,10 @@ pub(crate) async fn run(args: &BusArgs) -> anyhow::Result<()> {
     println!(
         "{:<42} {:>9} {:>12} {:>9} {:>9}",
         "phase", "seconds", "messages/s", "MB/s", "ratio"
+    );
+    println!(
+        "(first message {:.3} s after subscribing: group join and first fetch, not counted below)",
+        join_s
     );
     for p in &results.phases {
         println!(

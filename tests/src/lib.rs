@@ -56,3 +56,10 @@ pub fn run(mut c: Command) -> (Output, String, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stdout, stderr)
 }
+
+/// Runs `flywheel ARGS...` in `data_dir`.
+pub fn run_flywheel(data_dir: &std::path::Path, args: &[&str]) -> (Output, String, String) {
+    let mut c = flywheel(data_dir);
+    c.args(args);
+    run(c)
+}

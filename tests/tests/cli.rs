@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use flywheel_tests::{flywheel, run};
+use flywheel_tests::{flywheel, run, run_flywheel};
 
 const COMMANDS: [&str; 11] = [
     "up",
@@ -22,22 +22,14 @@ const COMMANDS: [&str; 11] = [
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, stdout, _) = run({
-        let mut c = flywheel(dir.path());
-        c.arg("--help");
-        c
-    });
+    let (out, stdout, _) = run_flywheel(dir.path(), &["--help"]);
     assert!(out.status.success());
     for cmd in COMMANDS {
         assert!(stdout.contains(cmd), "top-level help lists {cmd}");
         if cmd == "help" {
             continue;
         }
-        let (out, stdout, stderr) = run({
-            let mut c = flywheel(dir.path());
-            c.args([cmd, "--help"]);
-            c
-        });
+        let (out, stdout, stderr) = run_flywheel(dir.path(), &[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help: {stderr}");
         assert!(stdout.contains("Usage: flywheel"), "{cmd} --help: {stdout}");
     }
@@ -57,11 +49,7 @@ fn commands_not_yet_available_say_so_and_fail() {
         &["pipeline", "list"],
         &["model", "list"],
     ] {
-        let (out, stdout, stderr) = run({
-            let mut c = flywheel(dir.path());
-            c.args(args);
-            c
-        });
+        let (out, stdout, stderr) = run_flywheel(dir.path(), args);
         assert_eq!(out.status.code(), Some(3), "{args:?}");
         assert!(stdout.is_empty(), "{args:?} prints nothing on stdout");
         assert!(stderr.contains("not yet available"), "{args:?}: {stderr}");
@@ -72,11 +60,7 @@ fn commands_not_yet_available_say_so_and_fail() {
 #[test]
 fn topics_prints_the_catalogue() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, stdout, _) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["topics", "--json", "--tenant", "acme"]);
-        c
-    });
+    let (out, stdout, _) = run_flywheel(dir.path(), &["topics", "--json", "--tenant", "acme"]);
     assert!(out.status.success());
     let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let names: Vec<&str> = rows
@@ -101,11 +85,7 @@ fn topics_prints_the_catalogue() {
         assert!(r["schema"].is_string() && r["key"].is_string());
     }
 
-    let (out, stdout, _) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["topics", "--markdown"]);
-        c
-    });
+    let (out, stdout, _) = run_flywheel(dir.path(), &["topics", "--markdown"]);
     assert!(out.status.success());
     let doc =
         fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/topics.md")).unwrap();
@@ -118,11 +98,7 @@ fn topics_prints_the_catalogue() {
 #[test]
 fn topics_create_makes_a_tenants_topics_and_refuses_bad_tenants() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["topics", "--create", "--tenant", "acme"]);
-        c
-    });
+    let (out, _, stderr) = run_flywheel(dir.path(), &["topics", "--create", "--tenant", "acme"]);
     assert!(out.status.success(), "{stderr}");
     assert!(
         dir.path()
@@ -135,11 +111,8 @@ fn topics_create_makes_a_tenants_topics_and_refuses_bad_tenants() {
             .exists()
     );
 
-    let (out, _, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["topics", "--create", "--tenant", "Not.Valid"]);
-        c
-    });
+    let (out, _, stderr) =
+        run_flywheel(dir.path(), &["topics", "--create", "--tenant", "Not.Valid"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.contains("invalid tenant name \"Not.Valid\""),
@@ -150,22 +123,17 @@ fn topics_create_makes_a_tenants_topics_and_refuses_bad_tenants() {
 #[test]
 fn demo_runs_a_bus_smoke_run_on_the_embedded_default() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, stdout, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["demo", "--samples", "3000", "--batch", "250", "--json"]);
-        c
-    });
+    let (out, stdout, stderr) = run_flywheel(
+        dir.path(),
+        &["demo", "--samples", "3000", "--batch", "250", "--json"],
+    );
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["samples"], 3000);
     assert_eq!(report["decoded"], 3000);
     assert!(report["bus"].as_str().unwrap().starts_with("embedded://"));
     // a second run on the same data directory finds its topics and reads only its own run
-    let (out, stdout, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["demo", "--samples", "500", "--json"]);
-        c
-    });
+    let (out, stdout, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "500", "--json"]);
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["decoded"], 500);
@@ -181,11 +149,7 @@ fn bad_bus_urls_are_named_in_one_line() {
         ("kafka://", "kafka"),
         ("kafka://127.0.0.1:notaport", "notaport"),
     ] {
-        let (out, _, stderr) = run({
-            let mut c = flywheel(dir.path());
-            c.args(["demo", "--samples", "1", "--bus", url]);
-            c
-        });
+        let (out, _, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "1", "--bus", url]);
         assert_eq!(out.status.code(), Some(1), "{url}");
         assert!(stderr.contains(want), "{url}: {stderr}");
         assert!(stderr.contains(url), "{url} is named: {stderr}");
@@ -209,11 +173,7 @@ fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
 #[test]
 fn a_corrupt_segment_is_reported_by_file_and_position() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["demo", "--samples", "2000", "--quiet"]);
-        c
-    });
+    let (out, _, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "2000", "--quiet"]);
     assert!(out.status.success(), "{stderr}");
     // flip a byte in the middle of the samples topic's first segment
     let seg_dir = dir.path().join("bus/topics/flywheel.default.samples");
@@ -229,11 +189,7 @@ fn a_corrupt_segment_is_reported_by_file_and_position() {
     bytes[mid] ^= 0xff;
     fs::write(&segment, bytes).unwrap();
 
-    let (out, _, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["demo", "--samples", "10", "--quiet"]);
-        c
-    });
+    let (out, _, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "10", "--quiet"]);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("corrupt log segment"), "{stderr}");
     assert!(stderr.contains(&segment.display().to_string()), "{stderr}");
@@ -242,11 +198,7 @@ fn a_corrupt_segment_is_reported_by_file_and_position() {
 #[test]
 fn configuration_files_are_refused_until_supported() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run({
-        let mut c = flywheel(dir.path());
-        c.args(["--config", "flywheel.toml", "topics"]);
-        c
-    });
+    let (out, _, stderr) = run_flywheel(dir.path(), &["--config", "flywheel.toml", "topics"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr.contains("not yet available"), "{stderr}");
 }

@@ -232,13 +232,14 @@ pub trait Consumer: Send + fmt::Debug {
 /// The offsets to commit after processing `messages`: one past the highest offset seen per
 /// partition.
 pub fn offsets_after(messages: &[Message]) -> Vec<(TopicPartition, i64)> {
-    let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for m in messages {
-        let tp = TopicPartition::new(m.topic.clone(), m.partition);
-        let e = next.entry(tp).or_insert(m.offset + 1);
+        let e = next.entry((&m.topic, m.partition)).or_insert(m.offset + 1);
         *e = (*e).max(m.offset + 1);
     }
-    next.into_iter().collect()
+    next.into_iter()
+        .map(|((topic, partition), offset)| (TopicPartition::new(topic, partition), offset))
+        .collect()
 }
 
 /// Picks a partition for a keyed record: stable across processes and runs (CRC-32C of the

@@ -173,8 +173,16 @@ async fn members_of_a_group_share_partitions(f: Fixture) {
         .subscribe(ConsumerConfig::new(&group, Subscription::topic(&t)))
         .await
         .expect("subscribe b");
-    f.bus.produce(&t, records(400, "v")).await.expect("produce");
+    // both members join before anything is produced (a broker rebalances in seconds)
     let deadline = Instant::now() + WAIT;
+    while (a.assignment().is_empty() || b.assignment().is_empty()) && Instant::now() < deadline {
+        let (x, y) = tokio::join!(
+            a.poll(10, Duration::from_millis(200)),
+            b.poll(10, Duration::from_millis(200))
+        );
+        assert!(x.expect("poll a").is_empty() && y.expect("poll b").is_empty());
+    }
+    f.bus.produce(&t, records(400, "v")).await.expect("produce");
     let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
     while got_a.len() + got_b.len() < 400 && Instant::now() < deadline {
         let (x, y) = tokio::join!(
