@@ -274,8 +274,7 @@ pub(crate) async fn run(args: &BusArgs) -> anyhow::Result<()> {
         "phase", "seconds", "messages/s", "MB/s", "ratio"
     );
     println!(
-        "(first message {:.3} s after subscribing: group join and first fetch, not counted below)",
-        join_s
+        "(first message {join_s:.3} s after subscribing: group join and first fetch, not counted below)"
     );
     for p in &results.phases {
         println!(

@@ -29,7 +29,7 @@ pub(crate) async fn run(global: &Global, args: &TopicsArgs) -> anyhow::Result<()
             let mut v = serde_json::to_value(&spec).expect("spec serializes");
             v["topic"] = match &tenant {
                 Some(t) => kind.topic(t).into(),
-                None => spec.name_pattern.clone().into(),
+                None => spec.name_pattern.into(),
             };
             v["pattern"] = kind.pattern().into();
             v
@@ -40,8 +40,8 @@ pub(crate) async fn run(global: &Global, args: &TopicsArgs) -> anyhow::Result<()
         return Ok(());
     }
     println!(
-        "{:<36} {:<18} {:>10} {:>10}  {}",
-        "TOPIC", "KEY", "PARTITIONS", "RETENTION", "SCHEMA"
+        "{:<36} {:<18} {:>10} {:>10}  SCHEMA",
+        "TOPIC", "KEY", "PARTITIONS", "RETENTION"
     );
     for kind in TopicKind::ALL {
         let spec = kind.spec();
