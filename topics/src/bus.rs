@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::{BusError, TopicSpec};
 
@@ -79,9 +80,10 @@ pub struct Message {
     /// Its offset in that partition.
     pub offset: i64,
     /// Its key.
-    pub key: Option<Vec<u8>>,
-    /// Its value.
-    pub value: Vec<u8>,
+    pub key: Option<Bytes>,
+    /// Its value. On the embedded bus, the values of one poll share one read buffer
+    /// (no copy per message); the buffer is freed when the last of them is dropped.
+    pub value: Bytes,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
 }

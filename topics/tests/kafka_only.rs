@@ -1,46 +1,30 @@
-//! Tests of the Kafka backend beyond the shared conformance suite.
+//! Tests of the Kafka backend beyond the shared conformance suite (which runs the same
+//! produce, group, commit, seek and pattern cases against both backends).
 //!
 //! Tests named `broker_*` need a Kafka-API broker at `FLYWHEEL_TEST_KAFKA=host:port` (e.g.
 //! tansu, see `scripts/install-tansu.sh`); without it they print why and pass, unless
 //! `FLYWHEEL_REQUIRE_KAFKA=1`. The others (URL checks, an unreachable broker, failure
 //! injection on librdkafka's in-process mock cluster) always run.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use flywheel_topics::{
-    Bus, BusError, BusMetrics, Consumer, ConsumerConfig, KafkaBus, Message, Record, SeekTo,
-    StartFrom, Subscription, TopicPartition, TopicSpec, offsets_after, partition_for_key,
+    Bus, BusError, BusMetrics, Consumer, ConsumerConfig, KafkaBus, Message, Record, Subscription,
+    TopicSpec, partition_for_key,
 };
 use prometheus::Registry;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-/// The broker's address, or `None` (test skipped) when none is configured.
 fn broker() -> Option<String> {
-    match std::env::var("FLYWHEEL_TEST_KAFKA") {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ => {
-            assert!(
-                std::env::var("FLYWHEEL_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "FLYWHEEL_TEST_KAFKA is not set (and FLYWHEEL_REQUIRE_KAFKA=1)"
-            );
-            eprintln!("skipped: FLYWHEEL_TEST_KAFKA is not set");
-            None
-        }
-    }
+    common::kafka_address()
 }
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
-}
-
-/// The bus URL of the test broker. `batch.num.messages=1` makes every record its own batch:
-/// tansu 0.6 (memory:// storage) cannot fetch from an offset inside a batch, so resuming
-/// after a commit or seeking into the middle of a produced batch would stall there. Real
-/// Kafka does not need it (and is not harmed by it).
 fn test_url(addr: &str) -> String {
-    format!("kafka://{addr}?batch.num.messages=1")
+    format!("kafka://{addr}?{}", common::TANSU_SETTINGS)
 }
 
 async fn connect(addr: &str) -> (KafkaBus, Registry) {
@@ -68,25 +52,6 @@ async fn poll_n(c: &mut Box<dyn Consumer>, n: usize, within: Duration) -> Vec<Me
         );
     }
     out
-}
-
-/// Polls for `period`, expecting nothing.
-async fn poll_nothing(c: &mut Box<dyn Consumer>, period: Duration) {
-    let deadline = Instant::now() + period;
-    while Instant::now() < deadline {
-        let got = c.poll(100, Duration::from_millis(250)).await.unwrap();
-        assert!(got.is_empty(), "unexpected messages: {got:?}");
-    }
-}
-
-/// Per partition, the offsets are increasing.
-fn assert_partition_order(messages: &[Message]) {
-    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for m in messages {
-        if let Some(prev) = last.insert((m.topic.clone(), m.partition), m.offset) {
-            assert!(m.offset > prev, "{m:?} after offset {prev}");
-        }
-    }
 }
 
 // ---- no broker needed
@@ -155,7 +120,7 @@ async fn invalid_urls_are_refused_naming_the_problem() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_cluster_produce_survives_retriable_errors_and_reports_others() {
     let mock = MockCluster::new(1).unwrap();
-    let topic = unique("mock");
+    let topic = common::unique("mock");
     mock.create_topic(&topic, 3, 1).unwrap();
     let registry = Registry::new();
     let url = format!("kafka://{}?sasl.password=hunter2", mock.bootstrap_servers());
@@ -266,200 +231,10 @@ async fn mock_cluster_produce_survives_retriable_errors_and_reports_others() {
 // ---- a broker needed
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_produce_consume_commit_and_a_second_member_resumes() {
-    let Some(addr) = broker() else { return };
-    let (bus, _registry) = connect(&addr).await;
-    let topic = unique("kafka-only.resume");
-    let spec = TopicSpec {
-        name: topic.clone(),
-        partitions: 2,
-        retention: Some(Duration::from_secs(7 * 24 * 3600)),
-    };
-    bus.create_topics(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
-    bus.create_topics(&[spec]).await.unwrap(); // existing: no error
-    assert_eq!(bus.partitions(&topic).await.unwrap(), 2);
-
-    let records: Vec<Record> = (0..40)
-        .map(|i| Record::keyed(format!("k{}", i % 5), format!("{i}")))
-        .collect();
-    let acks = bus.produce(&topic, records.clone()).await.unwrap();
-    for (r, ack) in records.iter().zip(&acks) {
-        assert_eq!(ack.partition, partition_for_key(r.key.as_ref().unwrap(), 2));
-    }
-
-    let group = unique("group");
-    let mut a = bus
-        .subscribe(ConsumerConfig::new(
-            group.clone(),
-            Subscription::topic(topic.clone()),
-        ))
-        .await
-        .unwrap();
-    let got = poll_n(&mut a, 40, Duration::from_secs(30)).await;
-    assert_partition_order(&got);
-    let mut values: Vec<i32> = got
-        .iter()
-        .map(|m| String::from_utf8_lossy(&m.value).parse().unwrap())
-        .collect();
-    values.sort_unstable();
-    assert_eq!(values, (0..40).collect::<Vec<_>>());
-    let mut assignment = a.assignment();
-    assignment.sort();
-    assert_eq!(
-        assignment,
-        vec![
-            TopicPartition::new(&topic, 0),
-            TopicPartition::new(&topic, 1)
-        ]
-    );
-
-    // commit only the first half (a prefix of each partition)
-    let first_half: Vec<Message> = got
-        .iter()
-        .filter(|m| String::from_utf8_lossy(&m.value).parse::<i32>().unwrap() < 20)
-        .cloned()
-        .collect();
-    let offsets = offsets_after(&first_half);
-    a.commit(&offsets).await.unwrap();
-    let committed = a.committed(&assignment).await.unwrap();
-    assert_eq!(committed, offsets.iter().cloned().collect());
-    // not ours: refused before Kafka sees it
-    let err = a
-        .commit(&[(TopicPartition::new(&topic, 5), 1)])
-        .await
-        .unwrap_err();
-    assert!(matches!(err, BusError::NotAssigned { .. }), "{err}");
-    drop(a);
-
-    let mut b = bus
-        .subscribe(ConsumerConfig::new(
-            group.clone(),
-            Subscription::topic(topic.clone()),
-        ))
-        .await
-        .unwrap();
-    let rest = poll_n(&mut b, 20, Duration::from_secs(60)).await;
-    let mut values: Vec<i32> = rest
-        .iter()
-        .map(|m| String::from_utf8_lossy(&m.value).parse().unwrap())
-        .collect();
-    values.sort_unstable();
-    assert_eq!(
-        values,
-        (20..40).collect::<Vec<_>>(),
-        "resumes after the commit"
-    );
-    poll_nothing(&mut b, Duration::from_secs(1)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_pattern_subscription_sees_topics_created_later() {
-    let Some(addr) = broker() else { return };
-    let (bus, _registry) = connect(&addr).await;
-    let prefix = unique("kafka-only.pattern");
-    let first = format!("{prefix}.a.samples");
-    let later = format!("{prefix}.b.samples");
-    let other = format!("{prefix}.a.models");
-    bus.create_topics(&[
-        TopicSpec::new(first.clone(), 1),
-        TopicSpec::new(other.clone(), 1),
-    ])
-    .await
-    .unwrap();
-    let pattern = format!("^{}\\.[a-z]+\\.samples$", prefix.replace('.', "\\."));
-    let mut c = bus
-        .subscribe(ConsumerConfig::new(
-            unique("group"),
-            Subscription::Pattern(pattern),
-        ))
-        .await
-        .unwrap();
-    bus.produce(&first, vec![Record::unkeyed("one")])
-        .await
-        .unwrap();
-    bus.produce(&other, vec![Record::unkeyed("not for us")])
-        .await
-        .unwrap();
-    let got = poll_n(&mut c, 1, Duration::from_secs(30)).await;
-    assert_eq!(
-        (got[0].topic.as_str(), got[0].value.as_slice()),
-        (first.as_str(), &b"one"[..])
-    );
-
-    bus.create_topics(&[TopicSpec::new(later.clone(), 1)])
-        .await
-        .unwrap();
-    bus.produce(&later, vec![Record::unkeyed("two")])
-        .await
-        .unwrap();
-    let got = poll_n(&mut c, 1, Duration::from_secs(30)).await;
-    assert_eq!(
-        (got[0].topic.as_str(), got[0].value.as_slice()),
-        (later.as_str(), &b"two"[..])
-    );
-    poll_nothing(&mut c, Duration::from_secs(2)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_seek_rereads_and_skips() {
-    let Some(addr) = broker() else { return };
-    let (bus, _registry) = connect(&addr).await;
-    let topic = unique("kafka-only.seek");
-    bus.create_topics(&[TopicSpec::new(topic.clone(), 1)])
-        .await
-        .unwrap();
-    let records: Vec<Record> = (0..5).map(|i| Record::unkeyed(format!("{i}"))).collect();
-    bus.produce(&topic, records).await.unwrap();
-    let mut c = bus
-        .subscribe(ConsumerConfig::new(
-            unique("group"),
-            Subscription::topic(topic.clone()),
-        ))
-        .await
-        .unwrap();
-    let got = poll_n(&mut c, 5, Duration::from_secs(30)).await;
-    assert_eq!(
-        got.iter().map(|m| m.offset).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3, 4]
-    );
-
-    c.seek(&topic, 0, SeekTo::Beginning).await.unwrap();
-    let again = poll_n(&mut c, 5, Duration::from_secs(30)).await;
-    assert_eq!(
-        again.iter().map(|m| m.offset).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3, 4]
-    );
-
-    c.seek(&topic, 0, SeekTo::Offset(3)).await.unwrap();
-    let tail = poll_n(&mut c, 2, Duration::from_secs(30)).await;
-    assert_eq!(
-        tail.iter().map(|m| m.offset).collect::<Vec<_>>(),
-        vec![3, 4]
-    );
-
-    c.seek(&topic, 0, SeekTo::Offset(1)).await.unwrap();
-    c.seek(&topic, 0, SeekTo::End).await.unwrap();
-    poll_nothing(&mut c, Duration::from_secs(1)).await;
-    bus.produce(&topic, vec![Record::unkeyed("5")])
-        .await
-        .unwrap();
-    let new = poll_n(&mut c, 1, Duration::from_secs(30)).await;
-    assert_eq!(new[0].offset, 5);
-
-    let err = c.seek(&topic, 1, SeekTo::Beginning).await.unwrap_err();
-    assert!(
-        matches!(err, BusError::NotAssigned { partition: 1, .. }),
-        "{err}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_lag_gauge_follows_the_consumer() {
     let Some(addr) = broker() else { return };
     let (bus, registry) = connect(&addr).await;
-    let topic = unique("kafka-only.lag");
+    let topic = common::unique("kafka-only.lag");
     bus.create_topics(&[TopicSpec::new(topic.clone(), 2)])
         .await
         .unwrap();
@@ -467,7 +242,7 @@ async fn broker_lag_gauge_follows_the_consumer() {
         .map(|i| Record::unkeyed(format!("{i}")).to_partition(i % 2))
         .collect();
     bus.produce(&topic, records).await.unwrap();
-    let group = unique("group");
+    let group = common::unique("group");
     let mut c = bus
         .subscribe(ConsumerConfig::new(
             group.clone(),
@@ -527,7 +302,7 @@ async fn broker_lag_gauge_follows_the_consumer() {
 async fn broker_refuses_unknown_topics_and_oversized_values() {
     let Some(addr) = broker() else { return };
     let (bus, _registry) = connect(&addr).await;
-    let missing = unique("kafka-only.missing");
+    let missing = common::unique("kafka-only.missing");
     let started = Instant::now();
     let err = bus
         .produce(&missing, vec![Record::unkeyed("x")])
@@ -546,7 +321,7 @@ async fn broker_refuses_unknown_topics_and_oversized_values() {
         assert!(matches!(err, BusError::InvalidName { .. }), "{err}");
     }
 
-    let topic = unique("kafka-only.large");
+    let topic = common::unique("kafka-only.large");
     bus.create_topics(&[TopicSpec::new(topic.clone(), 1)])
         .await
         .unwrap();
@@ -567,7 +342,7 @@ async fn broker_refuses_unknown_topics_and_oversized_values() {
             eprintln!("a 2 MiB value was accepted by the broker");
             let mut c = bus
                 .subscribe(ConsumerConfig::new(
-                    unique("group"),
+                    common::unique("group"),
                     Subscription::topic(topic.clone()),
                 ))
                 .await
@@ -584,114 +359,4 @@ async fn broker_refuses_unknown_topics_and_oversized_values() {
             assert!(msg.contains("size") || msg.contains("large"), "{msg}");
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_poll_times_out_empty_and_latest_skips_old_messages() {
-    let Some(addr) = broker() else { return };
-    let (bus, _registry) = connect(&addr).await;
-    let topic = unique("kafka-only.latest");
-    bus.create_topics(&[TopicSpec::new(topic.clone(), 1)])
-        .await
-        .unwrap();
-    bus.produce(&topic, vec![Record::unkeyed("old")])
-        .await
-        .unwrap();
-    let mut config = ConsumerConfig::new(unique("group"), Subscription::topic(topic.clone()));
-    config.start = StartFrom::Latest;
-    let mut c = bus.subscribe(config).await.unwrap();
-    // join the group and get the partition before producing the new message
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c.assignment().is_empty() {
-        assert!(Instant::now() < deadline, "no assignment");
-        let started = Instant::now();
-        let got = c.poll(10, Duration::from_millis(500)).await.unwrap();
-        assert!(got.is_empty(), "{got:?}");
-        assert!(started.elapsed() >= Duration::from_millis(450));
-    }
-    poll_nothing(&mut c, Duration::from_secs(1)).await;
-    bus.produce(&topic, vec![Record::unkeyed("new")])
-        .await
-        .unwrap();
-    let got = poll_n(&mut c, 1, Duration::from_secs(30)).await;
-    assert_eq!(got[0].value, b"new");
-    let ts = got[0].timestamp_ms;
-    assert!(ts > 1_600_000_000_000, "{ts}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_two_members_share_the_partitions() {
-    let Some(addr) = broker() else { return };
-    let (bus, _registry) = connect(&addr).await;
-    let topic = unique("kafka-only.share");
-    bus.create_topics(&[TopicSpec::new(topic.clone(), 4)])
-        .await
-        .unwrap();
-    let group = unique("group");
-    let config = ConsumerConfig::new(group, Subscription::topic(topic.clone()));
-    let mut a = bus.subscribe(config.clone()).await.unwrap();
-    let mut b = bus.subscribe(config.clone()).await.unwrap();
-    // poll both until the group settled: disjoint assignments covering the topic
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            a.poll(10, Duration::from_millis(200))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            b.poll(10, Duration::from_millis(200))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let (x, y) = (a.assignment(), b.assignment());
-        if !x.is_empty()
-            && !y.is_empty()
-            && x.len() + y.len() == 4
-            && x.iter().all(|tp| !y.contains(tp))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "assignments {x:?} and {y:?}");
-    }
-    let records: Vec<Record> = (0..40)
-        .map(|i| Record::keyed(format!("k{i}"), format!("{i}")))
-        .collect();
-    bus.produce(&topic, records).await.unwrap();
-    let mut got_a = Vec::new();
-    let mut got_b = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got_a.len() + got_b.len() < 40 {
-        assert!(
-            Instant::now() < deadline,
-            "{} + {} of 40",
-            got_a.len(),
-            got_b.len()
-        );
-        got_a.extend(a.poll(100, Duration::from_millis(200)).await.unwrap());
-        got_b.extend(b.poll(100, Duration::from_millis(200)).await.unwrap());
-    }
-    let (x, y) = (a.assignment(), b.assignment());
-    assert!(
-        got_a
-            .iter()
-            .all(|m| x.contains(&TopicPartition::new(&m.topic, m.partition)))
-    );
-    assert!(
-        got_b
-            .iter()
-            .all(|m| y.contains(&TopicPartition::new(&m.topic, m.partition)))
-    );
-    a.commit(&offsets_after(&got_a)).await.unwrap();
-    // b leaves without committing: a takes over its partitions and re-reads them
-    drop(b);
-    let again = poll_n(&mut a, got_b.len(), Duration::from_secs(60)).await;
-    let mut want: Vec<_> = got_b.iter().map(|m| (m.partition, m.offset)).collect();
-    let mut have: Vec<_> = again.iter().map(|m| (m.partition, m.offset)).collect();
-    want.sort_unstable();
-    have.sort_unstable();
-    assert_eq!(have, want);
-    assert_eq!(a.assignment().len(), 4);
 }

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::frame::{self, FrameError, HEADER_LEN};
 use crate::BusError;
 use crate::metrics::BusMetrics;
@@ -38,8 +40,8 @@ pub(crate) struct AppendRecord<'a> {
 pub(crate) struct ReadRecord {
     pub(crate) offset: i64,
     pub(crate) timestamp_ms: i64,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) value: Vec<u8>,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Bytes,
 }
 
 /// Where a sequential reader stopped, so the next read needs no index lookup.
@@ -101,6 +103,18 @@ struct Location {
     position: u64,
     limit: u64,
     offset: i64,
+}
+
+impl Location {
+    /// Reads `len` bytes from the start position into a buffer that the records read
+    /// from it share.
+    fn read(&self, len: u64) -> Result<Bytes, BusError> {
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+        self.file
+            .read_exact_at(&mut buf, self.position)
+            .map_err(|e| BusError::io("read segment", &self.path, e))?;
+        Ok(Bytes::from(buf))
+    }
 }
 
 /// Offsets that cannot be read because their bytes are damaged or missing.
@@ -525,14 +539,7 @@ impl PartitionLog {
             ..cursor
         };
         let available = at.limit - at.position;
-        let mut buf = vec![
-            0u8;
-            usize::try_from(available.min(max_bytes.max(64 * 1024) as u64))
-                .unwrap_or(usize::MAX)
-        ];
-        at.file
-            .read_exact_at(&mut buf, at.position)
-            .map_err(|e| BusError::io("read segment", &at.path, e))?;
+        let mut buf = at.read(available.min(max_bytes.max(64 * 1024) as u64))?;
         let mut out = Vec::new();
         let mut bytes_out = 0usize;
         let mut used = 0usize;
@@ -555,8 +562,8 @@ impl PartitionLog {
                         out.push(ReadRecord {
                             offset: f.offset,
                             timestamp_ms: f.timestamp_ms,
-                            key: f.key.map(<[u8]>::to_vec),
-                            value: f.value.to_vec(),
+                            key: f.key.map(|k| buf.slice_ref(k)),
+                            value: buf.slice_ref(f.value),
                         });
                         cursor.offset = f.offset + 1;
                     }
@@ -575,10 +582,7 @@ impl PartitionLog {
                             "record cut short".into(),
                         ));
                     }
-                    buf.resize(usize::try_from(need).unwrap_or(usize::MAX), 0);
-                    at.file
-                        .read_exact_at(&mut buf, at.position)
-                        .map_err(|e| BusError::io("read segment", &at.path, e))?;
+                    buf = at.read(need)?;
                 }
                 Err(FrameError::Invalid(_)) if !out.is_empty() => break,
                 Err(FrameError::Invalid(reason)) => {

@@ -1,6 +1,7 @@
 //! A member of a consumer group on Kafka: polling, commits, seeks, and the librdkafka
 //! callbacks that keep track of the partitions assigned to it (lag: see `stats`).
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -124,8 +125,8 @@ fn to_message(m: &BorrowedMessage<'_>) -> Message {
         topic: m.topic().to_owned(),
         partition: m.partition(),
         offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        key: m.key().map(Bytes::copy_from_slice),
+        value: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
         timestamp_ms: m.timestamp().to_millis().unwrap_or_else(now_ms),
     }
 }

@@ -34,6 +34,13 @@ pub async fn embedded() -> Option<Fixture> {
     })
 }
 
+/// Two client settings for tansu 0.6, the broker the tests run against; Apache Kafka needs
+/// neither. tansu cannot serve a fetch that starts inside a record batch (it returns
+/// nothing, so a group resuming mid-batch or a seek to such an offset stalls): one record per
+/// batch keeps every offset at a batch start. And it holds a fetch for the whole
+/// `fetch.wait.max.ms` even when data is there.
+pub const TANSU_SETTINGS: &str = "batch.num.messages=1&fetch.wait.max.ms=10";
+
 /// The Kafka broker under test: `FLYWHEEL_TEST_KAFKA=host:port`. Without it the test is
 /// skipped with a printed reason, unless `FLYWHEEL_REQUIRE_KAFKA=1` makes that a failure.
 pub fn kafka_address() -> Option<String> {
@@ -54,12 +61,7 @@ pub async fn kafka() -> Option<Fixture> {
     let addr = kafka_address()?;
     let registry = Registry::new();
     let metrics = BusMetrics::new(&registry);
-    // Two settings for tansu 0.6, the broker the tests run against; Apache Kafka needs
-    // neither. It cannot serve a fetch that starts inside a record batch (it returns
-    // nothing, so a group resuming mid-batch or a seek to such an offset stalls): one record
-    // per batch keeps every offset at a batch start. And it holds a fetch for the whole
-    // fetch.wait.max.ms even when data is there.
-    let url = format!("kafka://{addr}?batch.num.messages=1&fetch.wait.max.ms=10");
+    let url = format!("kafka://{addr}?{TANSU_SETTINGS}");
     let bus = connect(&url, &metrics).await.expect("connect to kafka");
     Some(Fixture {
         bus,
