@@ -3,6 +3,7 @@
 //! different machines can be compared by their ratios.
 
 mod bench_bus;
+mod bench_meta;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Bench {
     /// Produce and consume throughput of the event bus, against writing and reading the
     /// same bytes sequentially in one local file (fsynced per batch, as the bus acknowledges).
     Bus(bench_bus::BusArgs),
+    /// Sample-index rows committed per second to the metadata store (SQLite), in
+    /// changesets, against plain INSERTs of the same rows into one bare table.
+    Meta(bench_meta::MetaArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Bus(args),
         } => rt.block_on(bench_bus::run(&args)),
+        Command::Bench {
+            bench: Bench::Meta(args),
+        } => rt.block_on(bench_meta::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

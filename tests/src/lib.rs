@@ -63,3 +63,120 @@ pub fn run_flywheel(data_dir: &std::path::Path, args: &[&str]) -> (Output, Strin
     c.args(args);
     run(c)
 }
+
+/// A plain HTTP/1.1 GET against a local server: status code and body.
+pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to flywheel");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    )
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n.min(rest.len())]);
+        body = rest.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// A running `flywheel up` (or `serve`), killed if still running when dropped.
+#[derive(Debug)]
+pub struct Server {
+    /// The child process.
+    pub child: std::process::Child,
+    /// host:port of its HTTP API.
+    pub addr: String,
+    /// The JSON it printed when ready.
+    pub ready: serde_json::Value,
+}
+
+impl Server {
+    /// Starts `flywheel ARGS... --http 127.0.0.1:0 --json` and waits for its ready line.
+    pub fn start(mut c: Command) -> Self {
+        use std::io::BufRead;
+        c.args(["--http", "127.0.0.1:0", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("start flywheel");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the ready line");
+        if line.trim().is_empty() {
+            let out = child.wait_with_output().expect("flywheel exited");
+            panic!(
+                "flywheel exited before it was ready: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let addr = ready["http"]
+            .as_str()
+            .expect("http address")
+            .trim_start_matches("http://")
+            .to_owned();
+        Self { child, addr, ready }
+    }
+
+    /// Sends SIGTERM and waits: the exit status and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        terminate(self.child.id());
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().expect("true"))
+            .wait_with_output()
+            .expect("wait for flywheel");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to a process.
+pub fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}

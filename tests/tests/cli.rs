@@ -39,9 +39,9 @@ fn every_command_has_help() {
 fn commands_not_yet_available_say_so_and_fail() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        &["up"][..],
-        &["serve", "ingest"],
-        &["serve", "gateway"],
+        &["serve", "ingest"][..],
+        &["serve", "supervisor"],
+        &["serve", "trainer"],
         &["produce", "samples.jsonl"],
         &["dataset", "list"],
         &["changeset", "list"],
@@ -196,9 +196,36 @@ fn a_corrupt_segment_is_reported_by_file_and_position() {
 }
 
 #[test]
-fn configuration_files_are_refused_until_supported() {
+fn bad_configuration_files_are_named_with_the_key_and_place() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run_flywheel(dir.path(), &["--config", "flywheel.toml", "topics"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(stderr.contains("not yet available"), "{stderr}");
+    let config = dir.path().join("flywheel.toml");
+    for (text, want) in [
+        (
+            "bus = \"embedded://x\"\nbsu = \"typo\"\n",
+            "unknown field `bsu`",
+        ),
+        ("http = 8480\n", "line 1"),
+        ("tenants = [\"Bad Name\"]\n", "invalid tenant name"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let (out, _, stderr) = run_flywheel(
+            dir.path(),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "topics",
+                "--create",
+                "--tenant",
+                "acme",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(stderr.contains(want), "{text}: {stderr}");
+        assert!(stderr.contains("flywheel.toml"), "names the file: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    let (out, _, stderr) =
+        run_flywheel(dir.path(), &["--config", "/nonexistent/fw.toml", "topics"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("/nonexistent/fw.toml"), "{stderr}");
 }

@@ -23,19 +23,16 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Settings every command shares.
+/// Settings every command shares. Flags and their variables override the configuration
+/// file, which overrides the defaults.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Where the embedded backends keep their data (bus log, metadata, blobs).
-    #[arg(
-        long,
-        global = true,
-        env = "FLYWHEEL_DATA_DIR",
-        default_value = "./flywheel-data"
-    )]
-    pub(crate) data_dir: PathBuf,
+    /// Where the embedded backends keep their data (bus log, metadata, blobs)
+    /// [default: ./flywheel-data]
+    #[arg(long, global = true, env = "FLYWHEEL_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
 
-    /// Configuration file (TOML).
+    /// Configuration file (TOML; see docs/operations.md).
     #[arg(long, global = true, env = "FLYWHEEL_CONFIG")]
     pub(crate) config: Option<PathBuf>,
 
@@ -44,14 +41,20 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "FLYWHEEL_BUS")]
     pub(crate) bus: Option<String>,
 
-    /// Address the gateway's HTTP API, /metrics and /healthz are served on.
-    #[arg(
-        long,
-        global = true,
-        env = "FLYWHEEL_HTTP",
-        default_value = "127.0.0.1:8480"
-    )]
-    pub(crate) http: SocketAddr,
+    /// The metadata store: sqlite://FILE or scylla://HOST:PORT
+    /// [default: sqlite://DATA_DIR/meta.db]
+    #[arg(long, global = true, env = "FLYWHEEL_META")]
+    pub(crate) meta: Option<String>,
+
+    /// The blob store: file://DIR, s3://BUCKET, gs://BUCKET or az://CONTAINER
+    /// [default: file://DATA_DIR/blobs]
+    #[arg(long, global = true, env = "FLYWHEEL_BLOBS")]
+    pub(crate) blobs: Option<String>,
+
+    /// Address the HTTP API, /metrics and /healthz are served on (port 0: any free port)
+    /// [default: 127.0.0.1:8480]
+    #[arg(long, global = true, env = "FLYWHEEL_HTTP")]
+    pub(crate) http: Option<SocketAddr>,
 
     /// The gateway admin commands talk to.
     #[arg(
@@ -71,18 +74,11 @@ pub(crate) struct Global {
     pub(crate) json: bool,
 }
 
-impl Global {
-    /// The bus URL: `--bus` / `FLYWHEEL_BUS`, else the embedded log under the data dir.
-    pub(crate) fn bus_url(&self) -> String {
-        self.bus
-            .clone()
-            .unwrap_or_else(|| format!("embedded://{}", self.data_dir.join("bus").display()))
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run every service in one process (ingest, supervisor, trainer, gateway).
+    /// Run every service in one process on the configured backends (today: the gateway
+    /// with /healthz and /metrics; the topics of every configured tenant are created).
+    /// Stops cleanly on SIGINT or SIGTERM.
     Up,
     /// Run one service.
     Serve {

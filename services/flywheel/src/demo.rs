@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{DemoArgs, Global};
+use crate::config::Settings;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -67,7 +68,7 @@ fn sample(run: &str, i: u64) -> Sample {
 }
 
 pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> {
-    let url = global.bus_url();
+    let url = Settings::resolve(global)?.bus;
     let registry = prometheus::Registry::new();
     let bus = connect(&url, &BusMetrics::new(&registry))
         .await

@@ -4,14 +4,16 @@
 //! this version does not have yet; the reason is one line on stderr.
 
 mod cli;
+mod config;
 mod demo;
 mod topics_cmd;
+mod up;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Service};
 
 /// Exit status of a command this version does not provide yet.
 const EXIT_NOT_AVAILABLE: u8 = 3;
@@ -19,19 +21,15 @@ const EXIT_NOT_AVAILABLE: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    if let Some(config) = &cli.global.config {
-        eprintln!(
-            "flywheel: configuration files are not yet available in this version (--config {})",
-            config.display()
-        );
-        return ExitCode::from(EXIT_NOT_AVAILABLE);
-    }
     let pending = |what: &str| {
         eprintln!("flywheel {what}: not yet available in this version");
         ExitCode::from(EXIT_NOT_AVAILABLE)
     };
     let result = match cli.command {
-        Command::Up => return pending("up"),
+        Command::Up => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &["gateway"]))),
+        Command::Serve {
+            service: Service::Gateway,
+        } => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &["gateway"]))),
         Command::Serve { service } => {
             return pending(&format!("serve {}", format!("{service:?}").to_lowercase()));
         }

@@ -5,8 +5,11 @@ use flywheel_topics::catalogue::{self, TopicKind};
 use flywheel_topics::{BusMetrics, Tenant, connect, tenant_topics};
 
 use crate::cli::{Global, TopicsArgs};
+use crate::config::Settings;
 
 pub(crate) async fn run(global: &Global, args: &TopicsArgs) -> anyhow::Result<()> {
+    // a configuration given is checked even where nothing of it is needed
+    let settings = Settings::resolve(global)?;
     if args.markdown {
         print!("{}", catalogue::markdown());
         return Ok(());
@@ -14,8 +17,8 @@ pub(crate) async fn run(global: &Global, args: &TopicsArgs) -> anyhow::Result<()
     let tenant = args.tenant.as_deref().map(Tenant::new).transpose()?;
     if args.create {
         let tenant = tenant.as_ref().context("--create needs --tenant")?;
-        let url = global.bus_url();
-        let bus = connect(&url, &BusMetrics::new(&prometheus::Registry::new()))
+        let url = &settings.bus;
+        let bus = connect(url, &BusMetrics::new(&prometheus::Registry::new()))
             .await
             .with_context(|| format!("opening the bus {url}"))?;
         bus.create_topics(&tenant_topics(tenant))
@@ -57,7 +60,10 @@ pub(crate) async fn run(global: &Global, args: &TopicsArgs) -> anyhow::Result<()
         );
     }
     if args.create {
-        println!("\ncreated where missing on {}", global.bus_url());
+        println!(
+            "\ncreated where missing on {}",
+            Settings::resolve(global)?.bus
+        );
     }
     Ok(())
 }
