@@ -16,8 +16,9 @@ use clap::Args;
 use flywheel_topics::{
     Bus, BusMetrics, ConsumerConfig, Record, Subscription, TopicSpec, connect, offsets_after,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+use crate::progress;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Args)]
@@ -71,21 +72,6 @@ struct Results {
     /// the consume phase.
     first_message_seconds: f64,
     phases: Vec<Phase>,
-}
-
-fn progress(n: usize, what: &str, hidden: bool) -> ProgressBar {
-    if hidden {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(n as u64);
-    pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what:>14} [{{bar:30}}] {{pos}}/{{len}} ({{per_sec}})"
-        ))
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb
 }
 
 /// A pool of pseudo-random bytes that message values are sliced from.

@@ -16,8 +16,9 @@ use flywheel_store::{
     ChangesetKind, ChangesetRecord, IndexRow, NewChangeset, SampleLocation, SourceRange, Tenant,
     TopicPartition,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+use crate::progress;
 
 const PARTITIONS: u64 = 8;
 const SIZE: u64 = 1024;
@@ -111,21 +112,6 @@ fn batch_rows(args: &MetaArgs, changeset: i64) -> Vec<IndexRow> {
 
 fn batches(args: &MetaArgs) -> i64 {
     args.rows.div_ceil(args.batch) as i64
-}
-
-fn progress(n: usize, what: &str, hidden: bool) -> ProgressBar {
-    if hidden {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(n as u64);
-    pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what:>14} [{{bar:30}}] {{pos}}/{{len}} ({{per_sec}})"
-        ))
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb
 }
 
 /// Bytes of a SQLite database on disk, with its WAL.

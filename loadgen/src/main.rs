@@ -8,6 +8,7 @@ mod bench_meta;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Synthetic load for flywheel, and its benchmarks.
 #[derive(Debug, Parser)]
@@ -64,4 +65,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A progress bar on stderr for `n` items (hidden when the output is JSON).
+pub(crate) fn progress(n: usize, what: &str, hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what:>14} [{{bar:30}}] {{pos}}/{{len}} ({{per_sec}})"
+        ))
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    pb
 }

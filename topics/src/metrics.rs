@@ -87,6 +87,38 @@ impl BusMetrics {
         m
     }
 
+    /// Counts an acknowledged batch.
+    pub(crate) fn produced(
+        &self,
+        backend: &str,
+        topic: &str,
+        messages: usize,
+        bytes: usize,
+        elapsed: std::time::Duration,
+    ) {
+        self.produced_messages
+            .with_label_values(&[topic])
+            .inc_by(messages as u64);
+        self.produced_bytes
+            .with_label_values(&[topic])
+            .inc_by(bytes as u64);
+        self.produce_seconds
+            .with_label_values(&[backend])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts the messages of one poll, per topic.
+    pub(crate) fn consumed(&self, messages: &[crate::Message]) {
+        let mut per_topic: std::collections::BTreeMap<&str, u64> =
+            std::collections::BTreeMap::new();
+        for m in messages {
+            *per_topic.entry(&m.topic).or_default() += 1;
+        }
+        for (topic, n) in per_topic {
+            self.consumed_messages.with_label_values(&[topic]).inc_by(n);
+        }
+    }
+
     fn register(&self, registry: &Registry) {
         let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
             Box::new(self.produced_messages.clone()),

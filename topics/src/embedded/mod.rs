@@ -411,16 +411,9 @@ impl Bus for EmbeddedBus {
         // wake consumers even after a partial failure: some partitions may have advanced
         self.notify();
         let acks = acks?;
-        let m = &self.inner.metrics;
-        m.produced_messages
-            .with_label_values(&[topic])
-            .inc_by(n as u64);
-        m.produced_bytes
-            .with_label_values(&[topic])
-            .inc_by(bytes as u64);
-        m.produce_seconds
-            .with_label_values(&["embedded"])
-            .observe(started.elapsed().as_secs_f64());
+        self.inner
+            .metrics
+            .produced("embedded", topic, n, bytes, started.elapsed());
         Ok(acks)
     }
 
@@ -570,14 +563,7 @@ impl EmbeddedConsumer {
                 *c = next;
             }
         }
-        let m = &self.bus.inner.metrics;
-        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
-        for msg in &messages {
-            *per_topic.entry(&msg.topic).or_default() += 1;
-        }
-        for (topic, n) in per_topic {
-            m.consumed_messages.with_label_values(&[topic]).inc_by(n);
-        }
+        self.bus.inner.metrics.consumed(&messages);
         Ok(messages)
     }
 

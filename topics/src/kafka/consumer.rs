@@ -23,7 +23,7 @@ use super::{OP_TIMEOUT, forward_log, lock};
 use crate::metrics::BusMetrics;
 use crate::{
     BusError, Consumer, ConsumerConfig, Message, SeekTo, Subscription, TopicPartition,
-    validate_topic_name,
+    offsets_after, validate_topic_name,
 };
 
 fn now_ms() -> i64 {
@@ -279,23 +279,8 @@ impl Consumer for KafkaConsumer {
             }
         }
         drop(stream);
-        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
-        {
-            let mut positions = lock(&self.shared.positions);
-            for m in &out {
-                *per_topic.entry(&m.topic).or_default() += 1;
-                positions.insert(
-                    TopicPartition::new(m.topic.clone(), m.partition),
-                    m.offset + 1,
-                );
-            }
-        }
-        for (topic, n) in per_topic {
-            self.metrics
-                .consumed_messages
-                .with_label_values(&[topic])
-                .inc_by(n);
-        }
+        lock(&self.shared.positions).extend(offsets_after(&out));
+        self.metrics.consumed(&out);
         Ok(out)
     }
 

@@ -500,17 +500,10 @@ impl Bus for KafkaBus {
             self.replace_if_fatal(&producer);
             return Err(self.produce_error(topic, e));
         }
-        let m = &self.inner.metrics;
         let bytes: usize = records.iter().map(|r| r.value.len()).sum();
-        m.produced_messages
-            .with_label_values(&[topic])
-            .inc_by(acks.len() as u64);
-        m.produced_bytes
-            .with_label_values(&[topic])
-            .inc_by(bytes as u64);
-        m.produce_seconds
-            .with_label_values(&["kafka"])
-            .observe(started.elapsed().as_secs_f64());
+        self.inner
+            .metrics
+            .produced("kafka", topic, acks.len(), bytes, started.elapsed());
         Ok(acks)
     }
 
