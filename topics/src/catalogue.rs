@@ -267,6 +267,19 @@ pub struct TopicSpec {
 }
 
 impl TopicSpec {
+    /// Checks the name (Kafka's rules) and the partition count (1 to 10,000).
+    pub fn validate(&self) -> Result<(), BusError> {
+        validate_topic_name(&self.name)?;
+        if self.partitions == 0 || self.partitions > 10_000 {
+            return Err(BusError::InvalidName {
+                what: "topic",
+                name: self.name.clone(),
+                reason: format!("{} partitions is out of range 1..=10000", self.partitions),
+            });
+        }
+        Ok(())
+    }
+
     /// A topic with `partitions` partitions kept forever.
     pub fn new(name: impl Into<String>, partitions: u32) -> Self {
         Self {

@@ -26,7 +26,7 @@ use self::log::{AppendRecord, Cursor, PartitionLog};
 use crate::metrics::BusMetrics;
 use crate::{
     Ack, Bus, BusError, Consumer, ConsumerConfig, Message, Record, SeekTo, StartFrom,
-    TopicPartition, TopicSpec, partition_for_key, validate_topic_name,
+    TopicPartition, TopicSpec, partition_for_key,
 };
 
 /// Tuning of the embedded log.
@@ -209,14 +209,7 @@ impl EmbeddedBus {
     fn create_blocking(&self, specs: &[TopicSpec]) -> Result<bool, BusError> {
         let mut created = false;
         for spec in specs {
-            validate_topic_name(&spec.name)?;
-            if spec.partitions == 0 || spec.partitions > 10_000 {
-                return Err(BusError::InvalidName {
-                    what: "topic",
-                    name: spec.name.clone(),
-                    reason: format!("{} partitions is out of range 1..=10000", spec.partitions),
-                });
-            }
+            spec.validate()?;
             if read_lock(&self.inner.topics).contains_key(&spec.name) {
                 continue;
             }

@@ -57,10 +57,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use self::config::{MESSAGE_TIMEOUT, Settings, config_error, kafka, parse_url, sanitize};
 use self::consumer::KafkaConsumer;
 use crate::metrics::BusMetrics;
-use crate::{
-    Ack, Bus, BusError, Consumer, ConsumerConfig, Record, TopicSpec, partition_for_key,
-    validate_topic_name,
-};
+use crate::{Ack, Bus, BusError, Consumer, ConsumerConfig, Record, TopicSpec, partition_for_key};
 
 /// One reachability probe at connect.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -297,14 +294,7 @@ impl KafkaBus {
 impl Bus for KafkaBus {
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
         for spec in topics {
-            validate_topic_name(&spec.name)?;
-            if spec.partitions == 0 || spec.partitions > 10_000 {
-                return Err(BusError::InvalidName {
-                    what: "topic",
-                    name: spec.name.clone(),
-                    reason: format!("{} partitions is out of range 1..=10000", spec.partitions),
-                });
-            }
+            spec.validate()?;
         }
         if topics.is_empty() {
             return Ok(());
