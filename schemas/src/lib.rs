@@ -4,6 +4,7 @@
 //! emits [`TrainingSet`]s; trainers publish [`ModelRelease`]s. Each event has an Avro schema in
 //! `avro/` (old versions in `avro/history/`), sent single-object encoded: [`encode`], [`decode`].
 
+mod body;
 mod codec;
 mod events;
 #[cfg(test)]
@@ -14,6 +15,7 @@ mod sample;
 mod timestamp;
 
 pub use apache_avro::Schema;
+pub use body::{BODY_VERSION, Body, BodyContent, BodyError, body_len, read_body, write_body};
 pub use codec::{MARKER, SchemaError, decode, encode, peek_fingerprint};
 pub use events::{
     Changeset, ChangesetKind, Event, ModelRelease, PipelineAction, PipelineSpec, RejectedSample,

@@ -193,8 +193,8 @@ pub fn check_dataset_name(name: &str) -> Result<(), SampleError> {
 }
 
 /// The rules every sample obeys, whatever form it arrived in: a valid dataset name, finite
-/// features, features, a payload or a blob (at least one; a payload or blob that is present is
-/// not empty), and an event time within years 0000-9999.
+/// features, a payload or a blob (at least one; not both a payload and a blob; a
+/// payload or blob that is present is not empty), and an event time within years 0000-9999.
 pub fn validate_sample(sample: &Sample) -> Result<(), SampleError> {
     check_dataset_name(&sample.dataset)?;
     if let Some(i) = sample.features.iter().position(|f| !f.is_finite()) {
@@ -207,6 +207,11 @@ pub fn validate_sample(sample: &Sample) -> Result<(), SampleError> {
     }
     if sample.blob.as_ref().is_some_and(String::is_empty) {
         return Err(SampleError::schema("blob is empty"));
+    }
+    if sample.payload.is_some() && sample.blob.is_some() {
+        return Err(SampleError::schema(
+            "a sample carries a payload or a blob, not both",
+        ));
     }
     if sample.features.is_empty() && sample.payload.is_none() && sample.blob.is_none() {
         return Err(SampleError::schema(

@@ -273,6 +273,10 @@ fn schema_violations_name_the_field() {
         ),
         (r#""dataset":"a","blob":"""#.into(), "blob is empty"),
         (
+            r#""dataset":"a","payload_b64":"AA==","blob":"s3://b/k""#.into(),
+            "a payload or a blob, not both",
+        ),
+        (
             r#""dataset":"a","blob":["s3://x"]"#.into(),
             "blob must be a string or null, not an array",
         ),

@@ -63,9 +63,10 @@ pub fn valid_sample() -> impl Strategy<Value = Sample> {
         prop::option::of(text()),
     )
         .prop_filter(
-            "features, payload or blob",
+            "features, payload or blob; not payload and blob",
             |(_, features, payload, blob, ..)| {
-                !features.is_empty() || payload.is_some() || blob.is_some()
+                (!features.is_empty() || payload.is_some() || blob.is_some())
+                    && !(payload.is_some() && blob.is_some())
             },
         )
         .prop_map(

@@ -26,11 +26,15 @@ pub struct Dataset {
     pub bytes: i64,
 }
 
-/// Where a sample's payload lives.
+/// Where a sample's payload lives. A URI without a scheme (`tenant/dataset/segments/...`)
+/// is a path in flywheel's own blob store, relative to its root: the index stays valid when
+/// the store moves (a data directory copied, a bucket renamed). Producers' blob URIs are
+/// kept as they came.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SampleLocation {
-    /// A byte range of a segment object that packs the payloads of many samples.
+    /// A byte range of a segment object that packs the stored forms of many samples (their
+    /// features and inline payloads, `flywheel_schemas::write_body`).
     Segment {
         /// The segment object's URI.
         uri: String,
@@ -39,7 +43,8 @@ pub enum SampleLocation {
         /// Length of the payload in bytes.
         length: u64,
     },
-    /// An object of its own (a blob the producer had already stored).
+    /// An object of its own: a blob the producer had already stored, for a sample with no
+    /// features (one with features is stored in a segment, the blob URI in its body).
     Blob {
         /// The object's URI.
         uri: String,
@@ -62,7 +67,7 @@ pub struct IndexRow {
     pub key: u64,
     /// The changeset that added it.
     pub changeset: i64,
-    /// Where its payload is.
+    /// Where its stored form is (`flywheel_schemas::read_body`).
     pub location: SampleLocation,
     /// Its label (in a current-view read: as relabelled since).
     pub label: Option<String>,
@@ -123,6 +128,23 @@ impl ChangesetRecord {
     /// `changeset ID of dataset "NAME"`, for messages.
     pub fn describe(&self) -> String {
         describe_changeset(&self.dataset, self.id)
+    }
+
+    /// The event announcing it on the tenant's changesets topic.
+    pub fn to_event(&self, tenant: &flywheel_topics::Tenant) -> flywheel_schemas::Changeset {
+        flywheel_schemas::Changeset {
+            tenant: tenant.as_str().to_owned(),
+            dataset: self.dataset.clone(),
+            id: self.id,
+            kind: self.kind,
+            created_at: self.created_at,
+            sample_count: self.sample_count,
+            bytes: self.bytes,
+            reverts: self.reverts,
+            query: self.query.clone(),
+            sources: self.sources.clone(),
+            segments: self.segments.clone(),
+        }
     }
 }
 
