@@ -25,6 +25,9 @@ use crate::{IngestConfig, IngestError, IngestMetrics};
 
 /// Longest original message kept in a dead letter; longer ones are cut and say so.
 const MAX_ORIGINAL: usize = 512 * 1024;
+/// What a message may carry besides its payload (base64 grows a payload by a third):
+/// features, labels, names. A larger message is refused without being parsed.
+const ENVELOPE: u64 = 256 * 1024;
 /// How long an idle poll waits.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Commits retried after another writer moved a dataset's head, before giving up.
@@ -295,7 +298,7 @@ impl Run<'_> {
             Ok(())
         };
 
-        let raw_limit = config.max_payload_bytes.saturating_mul(4) / 3 + 1024 * 1024;
+        let raw_limit = config.max_payload_bytes.saturating_mul(4) / 3 + ENVELOPE;
         if m.value.len() as u64 > raw_limit {
             let detail = format!(
                 "message of {} bytes is larger than any sample within the payload limit of {} bytes can be",

@@ -2,6 +2,7 @@
 //! is set), SQLite and file blobs: samples in; keys, segments, changesets and events out;
 //! nothing lost and nothing twice across crashes.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -266,29 +267,6 @@ async fn nothing_lost_nothing_twice_across_crashes(f: Fixture) {
         metric("flywheel_ingest_replayed_total"),
         metric("flywheel_ingest_commit_retries_total"),
     );
-}
-
-macro_rules! on_every_bus {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let f = super::common::bus::embedded().await.expect("embedded bus");
-                    super::$case(f).await;
-                }
-            )*
-        }
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(f) = super::common::bus::kafka().await else { return };
-                    super::$case(f).await;
-                }
-            )*
-        }
-    };
 }
 
 on_every_bus!(

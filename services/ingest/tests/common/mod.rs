@@ -2,6 +2,31 @@
 //! SQLite metadata and file blobs in a temporary directory, and a tenant of its own.
 #![allow(dead_code, unreachable_pub)]
 
+/// Runs each case, an `async fn(Fixture)`, on the embedded bus and on Kafka (skipped with a
+/// printed reason when `FLYWHEEL_TEST_KAFKA` is not set).
+macro_rules! on_every_bus {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let f = super::common::bus::embedded().await.expect("embedded bus");
+                    super::$case(f).await;
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(f) = super::common::bus::kafka().await else { return };
+                    super::$case(f).await;
+                }
+            )*
+        }
+    };
+}
+
 #[path = "../../../../topics/tests/common/mod.rs"]
 pub mod bus;
 
