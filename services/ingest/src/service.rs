@@ -628,7 +628,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(50 << attempt.min(6)).min(Duration::from_secs(3))
 }
 
-/// Retries a store call while the store is unreachable or locked.
+/// Retries a store call while it fails on something transient (unreachable, locked).
 async fn retry_store<T, F, Fut>(mut call: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
@@ -637,9 +637,7 @@ where
     let mut attempt = 0;
     loop {
         match call().await {
-            Err(e @ (StoreError::Unreachable { .. } | StoreError::Locked { .. }))
-                if attempt + 1 < TRANSIENT_ATTEMPTS =>
-            {
+            Err(e) if e.is_retriable() && attempt + 1 < TRANSIENT_ATTEMPTS => {
                 attempt += 1;
                 tracing::warn!("metadata store: {e}; retrying");
                 tokio::time::sleep(backoff(attempt)).await;

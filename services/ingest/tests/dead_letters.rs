@@ -57,7 +57,10 @@ async fn bad_input_goes_to_dead_letters(f: Fixture) {
     // good, bad, good, bad, ...: all on one partition, in this order
     let mut records = Vec::new();
     for (i, (_, bytes)) in bad.iter().enumerate() {
-        records.push(Record::keyed("sensors", encode(&sample("sensors", i as u64))));
+        records.push(Record::keyed(
+            "sensors",
+            encode(&sample("sensors", i as u64)),
+        ));
         records.push(Record::keyed("sensors", bytes.clone()));
     }
     records.push(Record::keyed("sensors", encode(&sample("sensors", 99))));
@@ -100,9 +103,14 @@ async fn bad_input_goes_to_dead_letters(f: Fixture) {
         assert_eq!(letter.tenant, stack.tenant.as_str());
         assert!(!letter.detail.is_empty());
     }
-    let too_large = letters.iter().find(|l| l.reason == "payload_too_large").unwrap();
+    let too_large = letters
+        .iter()
+        .find(|l| l.reason == "payload_too_large")
+        .unwrap();
     assert!(
-        too_large.detail.contains("3000 bytes is over the limit of 2048"),
+        too_large
+            .detail
+            .contains("3000 bytes is over the limit of 2048"),
         "{}",
         too_large.detail
     );
@@ -162,7 +170,9 @@ async fn oversized_messages_are_refused_unread(f: Fixture) {
     assert_eq!(letter.original.len(), 512 * 1024);
     assert_eq!(letter.original[..], huge[..512 * 1024]);
     assert!(
-        letter.detail.contains("cut to its first 524288 of 716800 bytes"),
+        letter
+            .detail
+            .contains("cut to its first 524288 of 716800 bytes"),
         "{}",
         letter.detail
     );

@@ -5,6 +5,7 @@
 //! later `scylla://HOST:PORT`); payloads go through `object_store` ([`blobs`]).
 
 pub mod blobs;
+mod edit;
 mod error;
 pub mod model;
 pub mod sqlite;
@@ -12,6 +13,7 @@ mod store;
 
 use std::sync::Arc;
 
+pub use edit::{DatasetStats, Edit, Filter, commit_edit, dataset_stats};
 pub use error::StoreError;
 pub use flywheel_schemas::{ChangesetKind, RestrictedQuery, SourceRange};
 pub use flywheel_topics::{Tenant, TopicPartition};
