@@ -77,10 +77,11 @@ pub(crate) struct Global {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run every service in one process on the configured backends (today: the gateway
-    /// with /healthz and /metrics; the topics of every configured tenant are created).
-    /// Stops cleanly on SIGINT or SIGTERM.
+    /// and ingest; the topics of every configured tenant are created). Serves the HTTP
+    /// API, /healthz and /metrics on --http. Stops cleanly on SIGINT or SIGTERM.
     Up,
-    /// Run one service.
+    /// Run one service (every one serves /healthz and /metrics on --http; the gateway
+    /// the API too).
     Serve {
         /// Which service.
         #[arg(value_enum)]
@@ -92,12 +93,19 @@ pub(crate) enum Command {
     /// bus (topics created, samples produced as Avro, consumed back by a consumer group
     /// and decoded, offsets committed), with throughput figures.
     Demo(DemoArgs),
-    /// Publish samples (JSON lines or Avro) from a file or stdin.
-    Produce(Pending),
-    /// List and inspect datasets.
-    Dataset(Pending),
-    /// List, show and revert changesets.
-    Changeset(Pending),
+    /// Publish samples (JSON lines, or an Avro object container file) from a file or
+    /// stdin through the gateway; a sample is acknowledged once it is on the bus.
+    Produce(ProduceArgs),
+    /// List, create and inspect datasets.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// List and show changesets; remove, relabel and revert.
+    Changeset {
+        #[command(subcommand)]
+        command: ChangesetCommand,
+    },
     /// Prepare and fetch versioned training sets.
     Trainset(Pending),
     /// Submit, list, show and stop pipelines.
@@ -107,7 +115,7 @@ pub(crate) enum Command {
 }
 
 /// The services `flywheel serve` runs.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Service {
     /// Samples in; keys, blobs and changesets out.
     Ingest,
@@ -119,12 +127,135 @@ pub(crate) enum Service {
     Gateway,
 }
 
+impl Service {
+    /// Its name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::Ingest => "ingest",
+            Service::Supervisor => "supervisor",
+            Service::Trainer => "trainer",
+            Service::Gateway => "gateway",
+        }
+    }
+}
+
 /// A command that is not available in this version yet.
 #[derive(Debug, Args)]
 pub(crate) struct Pending {
     /// Arguments (the command is not available yet).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub(crate) args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// The file to read; `-` for stdin.
+    #[arg(default_value = "-")]
+    pub(crate) file: PathBuf,
+    /// What the input is; `auto` looks at its first bytes.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub(crate) format: InputFormat,
+    /// Samples per request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) batch: u64,
+    /// Skip invalid samples (each is reported on stderr) instead of stopping at the first.
+    #[arg(long)]
+    pub(crate) skip_invalid: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+/// Input formats of `flywheel produce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputFormat {
+    /// An Avro object container file when it starts with `Obj\x01`, else JSON lines.
+    Auto,
+    /// One JSON sample per line.
+    Jsonl,
+    /// An Avro object container file of Sample records.
+    Avro,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DatasetCommand {
+    /// Every dataset of the tenant, with its head changeset, samples and bytes.
+    List,
+    /// One dataset.
+    Show {
+        /// The dataset.
+        name: String,
+    },
+    /// Sample count, label histogram, event-time range and bytes (scans the dataset).
+    Stats {
+        /// The dataset.
+        name: String,
+    },
+    /// Creates a dataset (needed first when ingest.auto_create_datasets is off).
+    Create {
+        /// The dataset.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChangesetCommand {
+    /// The changesets of a dataset.
+    List {
+        /// The dataset.
+        dataset: String,
+    },
+    /// One changeset, with its sources, segments, removed keys and relabels.
+    Show {
+        /// The dataset.
+        dataset: String,
+        /// The changeset id.
+        id: i64,
+    },
+    /// Undoes a changeset where its effect is still visible, as a new changeset.
+    Revert {
+        /// The dataset.
+        dataset: String,
+        /// The changeset to undo.
+        id: i64,
+    },
+    /// Removes samples by key, or every sample that matches a filter.
+    Remove(RemoveArgs),
+    /// Sets or clears labels of samples (labels that arrive later).
+    Relabel(RelabelArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// The dataset.
+    pub(crate) dataset: String,
+    /// Keys to remove (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["label", "unlabelled", "from", "to"])]
+    pub(crate) keys: Vec<u64>,
+    /// Remove the samples with this label.
+    #[arg(long)]
+    pub(crate) label: Option<String>,
+    /// Remove the samples without a label.
+    #[arg(long, conflicts_with = "label")]
+    pub(crate) unlabelled: bool,
+    /// Remove samples with event time at or after this (RFC 3339).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Remove samples with event time before this (RFC 3339).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RelabelArgs {
+    /// The dataset.
+    pub(crate) dataset: String,
+    /// KEY=LABEL, repeatable.
+    #[arg(long = "set", value_name = "KEY=LABEL")]
+    pub(crate) set: Vec<String>,
+    /// A key whose label to remove, repeatable.
+    #[arg(long = "clear", value_name = "KEY")]
+    pub(crate) clear: Vec<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use flywheel_ingest::IngestConfig;
 use flywheel_topics::Tenant;
 use serde::Deserialize;
 
@@ -31,6 +32,9 @@ struct FileConfig {
     /// Bearer tokens of the gateway, each for one tenant.
     #[serde(default)]
     tokens: Vec<TokenConfig>,
+    /// The ingest service.
+    #[serde(default)]
+    ingest: IngestConfig,
 }
 
 /// A token is never written in the file itself: it comes from a variable or a file.
@@ -55,6 +59,8 @@ pub(crate) struct Settings {
     pub(crate) tenants: Vec<Tenant>,
     /// Bearer tokens and their tenants (empty: one open tenant, loopback only).
     pub(crate) tokens: Vec<(String, Tenant)>,
+    /// The ingest service's settings.
+    pub(crate) ingest: IngestConfig,
 }
 
 impl fmt::Debug for Settings {
@@ -67,6 +73,7 @@ impl fmt::Debug for Settings {
             .field("http", &self.http)
             .field("tenants", &self.tenants)
             .field("tokens", &format_args!("{} (hidden)", self.tokens.len()))
+            .field("ingest", &self.ingest)
             .finish()
     }
 }
@@ -149,6 +156,12 @@ impl Settings {
                 format!("file://{}", absolute(&data_dir.join("blobs")).display())
             });
 
+        let ingest = file.ingest;
+        ingest.validate().with_context(|| match &global.config {
+            Some(path) => format!("configuration file {}", path.display()),
+            None => "configuration".to_owned(),
+        })?;
+
         Ok(Self {
             data_dir,
             bus,
@@ -157,6 +170,7 @@ impl Settings {
             http,
             tenants,
             tokens,
+            ingest,
         })
     }
 }
@@ -264,6 +278,29 @@ mod tests {
         assert!(e.contains("invalid type"), "{e}");
         let e = err("bus = [\n");
         assert!(e.contains("configuration file"), "{e}");
+    }
+
+    #[test]
+    fn the_ingest_section_is_read_and_checked() {
+        let s = settings(
+            "[ingest]\nchangeset_samples = 7\nchangeset_age = \"2s\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.ingest.changeset_samples, 7);
+        assert_eq!(s.ingest.changeset_age, std::time::Duration::from_secs(2));
+        let e = err("[ingest]\nchangeset_sample = 7\n");
+        assert!(e.contains("unknown field `changeset_sample`"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = err("[ingest]\nchangeset_samples = \"many\"\n");
+        assert!(e.contains("invalid type"), "{e}");
+        let e = err("[ingest]\nchangeset_samples = 0\n");
+        assert!(
+            e.contains("ingest.changeset_samples: must be at least 1"),
+            "{e}"
+        );
+        let e = err("[ingest]\nchangeset_age = \"soon\"\n");
+        assert!(e.contains("\"soon\" is not a duration"), "{e}");
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! gateway. Exit status: 0 on success, 1 on an error, 2 on a usage error, 3 for a command
 //! this version does not have yet; the reason is one line on stderr.
 
+mod admin;
 mod cli;
+mod client;
 mod config;
 mod demo;
+mod produce;
 mod topics_cmd;
 mod up;
 
@@ -26,16 +29,23 @@ fn main() -> ExitCode {
         ExitCode::from(EXIT_NOT_AVAILABLE)
     };
     let result = match cli.command {
-        Command::Up => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &["gateway"]))),
+        Command::Up => runtime()
+            .and_then(|rt| rt.block_on(up::run(&cli.global, &[Service::Gateway, Service::Ingest]))),
         Command::Serve {
-            service: Service::Gateway,
-        } => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &["gateway"]))),
+            service: service @ (Service::Gateway | Service::Ingest),
+        } => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &[service]))),
         Command::Serve { service } => {
-            return pending(&format!("serve {}", format!("{service:?}").to_lowercase()));
+            return pending(&format!("serve {}", service.name()));
         }
-        Command::Produce(_) => return pending("produce"),
-        Command::Dataset(_) => return pending("dataset"),
-        Command::Changeset(_) => return pending("changeset"),
+        Command::Produce(args) => {
+            runtime().and_then(|rt| rt.block_on(produce::run(&cli.global, &args)))
+        }
+        Command::Dataset { command } => {
+            runtime().and_then(|rt| rt.block_on(admin::dataset(&cli.global, &command)))
+        }
+        Command::Changeset { command } => {
+            runtime().and_then(|rt| rt.block_on(admin::changeset(&cli.global, &command)))
+        }
         Command::Trainset(_) => return pending("trainset"),
         Command::Pipeline(_) => return pending("pipeline"),
         Command::Model(_) => return pending("model"),

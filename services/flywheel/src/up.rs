@@ -1,11 +1,15 @@
-//! `flywheel up` and `flywheel serve gateway`: open the backends, create the topics of
-//! every configured tenant, serve the HTTP API with `/healthz` and `/metrics`, and stop
-//! cleanly on SIGINT or SIGTERM.
+//! `flywheel up` and `flywheel serve SERVICE`: open the backends, create the topics of
+//! every configured tenant, run the services asked for (`up`: all of them), serve HTTP
+//! (`/healthz` and `/metrics` always, the API where the gateway runs), and stop cleanly on
+//! SIGINT or SIGTERM. A service that fails stops the process with its error.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use flywheel_gateway::{AppState, Auth, Check, HealthCheck, bind, gateway_routes, serve};
+use flywheel_gateway::{
+    AppState, Auth, Backends, Check, HealthCheck, base_routes, bind, gateway_routes, serve,
+};
+use flywheel_ingest::{Ingest, IngestMetrics};
 use flywheel_store::blobs::open_blobs;
 use flywheel_topics::{BusMetrics, TopicKind, connect, tenant_topics};
 use object_store::ObjectStoreExt as _;
@@ -14,7 +18,7 @@ use prometheus::Registry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Global;
+use crate::cli::{Global, Service};
 use crate::config::Settings;
 
 #[derive(Debug, Serialize)]
@@ -24,7 +28,7 @@ struct Ready<'a> {
     meta: &'a str,
     blobs: &'a str,
     tenants: Vec<&'a str>,
-    services: &'a [&'a str],
+    services: Vec<&'static str>,
 }
 
 /// Metrics every flywheel process exports about itself.
@@ -54,7 +58,7 @@ async fn stop_signal() -> anyhow::Result<&'static str> {
     }
 }
 
-pub(crate) async fn run(global: &Global, services: &[&str]) -> anyhow::Result<()> {
+pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result<()> {
     let settings = Settings::resolve(global)?;
     let registry = Registry::new();
     process_metrics(&registry)?;
@@ -113,6 +117,10 @@ pub(crate) async fn run(global: &Global, services: &[&str]) -> anyhow::Result<()
         registry: registry.clone(),
         auth: Arc::new(auth),
         checks: Arc::new(checks),
+        backends: Backends {
+            bus: Arc::clone(&bus),
+            meta: Arc::clone(&meta),
+        },
     };
     let (listener, addr) = bind(settings.http)
         .await
@@ -124,15 +132,25 @@ pub(crate) async fn run(global: &Global, services: &[&str]) -> anyhow::Result<()
         meta: meta.url(),
         blobs: &settings.blobs,
         tenants: settings.tenants.iter().map(|t| t.as_str()).collect(),
-        services,
+        services: services.iter().map(|s| s.name()).collect(),
     };
     if global.json {
         println!("{}", serde_json::to_string(&ready)?);
     } else {
+        let name = if services.len() > 1 {
+            "up"
+        } else {
+            services[0].name()
+        };
+        let routes = if services.contains(&Service::Gateway) {
+            "/healthz, /metrics, /api/v1"
+        } else {
+            "/healthz, /metrics"
+        };
         println!(
-            "flywheel up: serving {} (/healthz, /metrics, /api/v1) with {}",
+            "flywheel {name}: serving {} ({routes}) with {}",
             ready.http,
-            services.join(", ")
+            ready.services.join(", ")
         );
         println!(
             "  bus   {}\n  meta  {}\n  blobs {}",
@@ -142,17 +160,71 @@ pub(crate) async fn run(global: &Global, services: &[&str]) -> anyhow::Result<()
     }
 
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, gateway_routes(state), shutdown.clone()));
-    let signal = stop_signal().await?;
-    tracing::info!("{signal}: shutting down");
+    let routes = if services.contains(&Service::Gateway) {
+        gateway_routes(state)
+    } else {
+        base_routes(state)
+    };
+    let server = tokio::spawn(serve(listener, routes, shutdown.clone()));
+    let mut workers = tokio::task::JoinSet::new();
+    if services.contains(&Service::Ingest) {
+        let ingest = Ingest::new(
+            Arc::clone(&bus),
+            Arc::clone(&meta),
+            Arc::clone(&blobs),
+            settings.ingest.clone(),
+            IngestMetrics::new(&registry),
+        )?;
+        let stop = shutdown.clone();
+        workers.spawn(async move {
+            (
+                "ingest",
+                ingest.run(stop).await.map_err(anyhow::Error::from),
+            )
+        });
+    }
+
+    // run until a signal, or until a service stops on its own (an error)
+    let mut signal = None;
+    let failed = tokio::select! {
+        s = stop_signal() => {
+            let s = s?;
+            tracing::info!("{s}: shutting down");
+            signal = Some(s);
+            None
+        }
+        Some(done) = workers.join_next() => Some(done.context("a service task panicked")?),
+    };
     shutdown.cancel();
+    let mut first_error = match failed {
+        Some((name, Err(e))) => Some(e.context(format!("the {name} service failed"))),
+        Some((name, Ok(()))) => Some(anyhow::anyhow!("the {name} service stopped unexpectedly")),
+        None => None,
+    };
+    while let Some(done) = workers.join_next().await {
+        let (name, result) = done.context("a service task panicked")?;
+        if let Err(e) = result {
+            first_error.get_or_insert(e.context(format!("the {name} service failed")));
+        }
+    }
     server
         .await
         .context("the HTTP server task failed")?
         .context("serving HTTP")?;
     drop((bus, meta));
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     if !global.json {
-        println!("flywheel up: stopped cleanly ({signal})");
+        println!(
+            "flywheel {}: stopped cleanly ({})",
+            if services.len() > 1 {
+                "up"
+            } else {
+                services[0].name()
+            },
+            signal.unwrap_or("stop")
+        );
     }
     Ok(())
 }

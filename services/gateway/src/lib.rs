@@ -4,17 +4,21 @@
 //! configured there is one tenant, `default`, open to loopback clients only.
 
 mod auth;
+mod datasets;
 mod health;
+pub mod samples;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use flywheel_topics::TopicKind;
+use axum::routing::{get, post};
+use flywheel_store::MetaStore;
+use flywheel_topics::{Bus, TopicKind};
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +35,21 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// What `/healthz` checks.
     pub checks: Arc<Vec<Box<dyn HealthCheck>>>,
+    /// The backends the API works on.
+    pub backends: Backends,
 }
+
+/// The backends the API works on.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// The event bus (samples are published to it, changeset events announced on it).
+    pub bus: Arc<dyn Bus>,
+    /// The metadata store.
+    pub meta: Arc<dyn MetaStore>,
+}
+
+/// Largest request body `POST /api/v1/samples` takes.
+pub const MAX_SAMPLES_BODY: usize = 64 * 1024 * 1024;
 
 /// The routes every serving process has: `/healthz`, `/metrics`.
 pub fn base_routes(state: AppState) -> Router {
@@ -46,6 +64,18 @@ pub fn gateway_routes(state: AppState) -> Router {
     let api = Router::new()
         .route("/whoami", get(whoami))
         .route("/topics", get(topics))
+        .route(
+            "/samples",
+            post(samples::post_samples).layer(DefaultBodyLimit::max(MAX_SAMPLES_BODY)),
+        )
+        .route("/datasets", get(datasets::list).post(datasets::create))
+        .route("/datasets/{name}", get(datasets::show))
+        .route("/datasets/{name}/stats", get(datasets::stats))
+        .route(
+            "/datasets/{name}/changesets",
+            get(datasets::changesets).post(datasets::edit),
+        )
+        .route("/datasets/{name}/changesets/{id}", get(datasets::changeset))
         .with_state(state.clone());
     base_routes(state)
         .nest("/api/v1", api)
