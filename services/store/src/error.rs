@@ -24,7 +24,7 @@ pub enum StoreError {
         scheme: &'static str,
         /// The URL as given.
         url: String,
-        /// Why, e.g. "not yet available in this build; use sqlite://FILE".
+        /// Why, e.g. "not enabled in this build".
         reason: &'static str,
     },
 

@@ -197,8 +197,8 @@ pub(crate) const TENANT: Schema = Schema {
 };
 
 /// `CREATE KEYSPACE` for a keyspace of `replication` replicas in each data center.
-/// Tablets are turned off: ScyllaDB versions that have them do not run lightweight
-/// transactions on tablet keyspaces (before 2025.4).
+/// Tablets are turned off: ScyllaDB releases that have them have refused lightweight
+/// transactions on tablet keyspaces.
 pub(crate) fn create_keyspace(replication: u32, tablets_clause: bool) -> String {
     let tablets = if tablets_clause {
         " AND tablets = {'enabled': false}"
