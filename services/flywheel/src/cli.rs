@@ -41,7 +41,7 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "FLYWHEEL_BUS")]
     pub(crate) bus: Option<String>,
 
-    /// The metadata store: sqlite://FILE (scylla://HOST:PORT is not yet available)
+    /// The metadata store: sqlite://FILE or scylla://HOST:PORT[,HOST:PORT...]
     /// [default: sqlite://DATA_DIR/meta.db]
     #[arg(long, global = true, env = "FLYWHEEL_META")]
     pub(crate) meta: Option<String>,

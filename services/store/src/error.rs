@@ -24,7 +24,7 @@ pub enum StoreError {
         scheme: &'static str,
         /// The URL as given.
         url: String,
-        /// Why, e.g. "not yet available in this build; use sqlite://FILE".
+        /// Why, e.g. "not enabled in this build".
         reason: &'static str,
     },
 
@@ -46,14 +46,13 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// The database was written by a newer flywheel than this one.
+    /// The database (or keyspace) was written by a newer flywheel than this one.
     #[error(
-        "{} has schema version {found}, but this build supports versions up to {supported} (upgrade flywheel, or point it at another store)",
-        file.display()
+        "{store} has schema version {found}, but this build supports versions up to {supported} (upgrade flywheel, or point it at another store)"
     )]
     WrongVersion {
-        /// The database file.
-        file: PathBuf,
+        /// The database file, or the keyspace and the store's URL.
+        store: String,
         /// The version found in it.
         found: i64,
         /// The newest version this build knows.
@@ -111,10 +110,10 @@ pub enum StoreError {
     },
 
     /// Stored data could not be read back (hand-edited or damaged).
-    #[error("unreadable {what} in {}: {reason}", file.display())]
+    #[error("unreadable {what} in {store}: {reason}")]
     Corrupt {
-        /// The database file.
-        file: PathBuf,
+        /// The database file, or the keyspace and the store's URL.
+        store: String,
         /// What could not be read.
         what: String,
         /// Why.
@@ -130,6 +129,20 @@ pub enum StoreError {
         file: PathBuf,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+
+    /// A request to ScyllaDB failed.
+    #[error("scylla {op} on {target} failed: {source}")]
+    Scylla {
+        /// What was being done, e.g. "commit changeset".
+        op: &'static str,
+        /// The table or keyspace, with the store's URL.
+        target: String,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether the same request may succeed later (a timeout, an unavailable or
+        /// overloaded node, a broken connection).
+        retriable: bool,
     },
 
     /// A file-system operation failed.
@@ -150,6 +163,7 @@ impl StoreError {
     pub fn is_retriable(&self) -> bool {
         match self {
             StoreError::Locked { .. } | StoreError::Unreachable { .. } => true,
+            StoreError::Scylla { retriable, .. } => *retriable,
             StoreError::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -194,7 +208,7 @@ mod tests {
                 waited: Duration::from_millis(250),
             },
             StoreError::WrongVersion {
-                file: "/d/meta.db".into(),
+                store: "/d/meta.db".into(),
                 found: 9,
                 supported: 1,
             },

@@ -2,17 +2,19 @@
 //! index rows and the consumer offsets they cover, atomically, so it resumes exactly where
 //! the store says); the supervisor, trainers and the gateway read datasets, training sets,
 //! pipelines and models. One [`MetaStore`] trait, backends by URL ([`open`]: `sqlite://FILE`,
-//! later `scylla://HOST:PORT`); payloads go through `object_store` ([`blobs`]).
+//! `scylla://HOST:PORT`); payloads go through `object_store` ([`blobs`]).
 
 pub mod blobs;
 mod edit;
 mod error;
 pub mod model;
+mod scylla;
 pub mod sqlite;
 mod store;
 
 use std::sync::Arc;
 
+pub use self::scylla::ScyllaStore;
 pub use edit::{DatasetStats, Edit, Filter, commit_edit, dataset_stats};
 pub use error::StoreError;
 pub use flywheel_schemas::{ChangesetKind, RestrictedQuery, SourceRange};
@@ -25,10 +27,12 @@ pub use sqlite::SqliteStore;
 pub use store::{MetaStore, TenantStore};
 
 /// The schemes [`open`] understands, for messages.
-const SUPPORTED: &str = "sqlite://FILE (scylla://HOST:PORT is planned)";
+const SUPPORTED: &str = "sqlite://FILE, scylla://HOST:PORT[,HOST:PORT...]";
 
 /// Opens the metadata store a URL names: `sqlite://PATH` (relative, or absolute as
-/// `sqlite:///PATH`; query parameters `busy_timeout=5s`, `readers=4`).
+/// `sqlite:///PATH`; query parameters `busy_timeout=5s`, `readers=4`), or
+/// `scylla://HOST:PORT[,HOST:PORT...]` (query parameters `keyspace_prefix=flywheel`,
+/// `replication=N`, `consistency=quorum|local_quorum|one`, `connect_timeout=5s`).
 pub async fn open(url: &str) -> Result<Arc<dyn MetaStore>, StoreError> {
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(StoreError::InvalidUrl {
@@ -38,11 +42,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn MetaStore>, StoreError> {
     };
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
-        "scylla" => Err(StoreError::BackendNotAvailable {
-            scheme: "scylla",
-            url: url.to_owned(),
-            reason: "not yet available in this build; use sqlite://FILE",
-        }),
+        "scylla" => Ok(Arc::new(ScyllaStore::open(url).await?)),
         other => Err(StoreError::InvalidUrl {
             url: url.to_owned(),
             reason: format!("unknown scheme {other:?}; supported: {SUPPORTED}"),

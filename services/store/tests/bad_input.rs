@@ -1,5 +1,6 @@
-//! Bad input: invalid URLs, an unreachable store, a locked SQLite file, a store of a newer
-//! version, a file that is not a database. Each must fail with a clear error naming it.
+//! Bad input: invalid URLs, an unreachable store (a file, a Scylla node), a locked SQLite
+//! file, a store of a newer version, a file that is not a database. Each must fail with a
+//! clear error naming it.
 
 mod common;
 
@@ -26,6 +27,12 @@ async fn invalid_urls_are_refused_naming_the_url() {
         ("sqlite:///var/lib/", "names a directory"),
         ("sqlite://m.db?busy_timeout=soon", "busy_timeout"),
         ("sqlite://m.db?journal=off", "unknown parameter \"journal\""),
+        ("scylla://", "needs at least one node"),
+        ("scylla://127.0.0.1:0", "is not 1 to 65535"),
+        ("scylla://h?consistency=all", "consistency=\"all\""),
+        ("scylla://h?connect_timeout=soon", "connect_timeout"),
+        ("scylla://h?keyspace_prefix=Fly", "keyspace_prefix"),
+        ("scylla://h?ssl=1", "unknown parameter \"ssl\""),
     ] {
         let err = open(bad).await.unwrap_err();
         let msg = err.to_string();
@@ -33,12 +40,27 @@ async fn invalid_urls_are_refused_naming_the_url() {
         assert!(msg.contains(bad) && msg.contains(says), "{bad}: {msg}");
         assert!(!err.is_retriable());
     }
-    let err = open("scylla://127.0.0.1:9042").await.unwrap_err();
+}
+
+/// Nothing listens on the port: opening fails soon, naming the URL, and may be retried.
+#[tokio::test]
+async fn an_unreachable_scylla_node_is_named_quickly() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("scylla://127.0.0.1:{port}?connect_timeout=500ms");
+    let started = Instant::now();
+    let err = open(&url).await.unwrap_err();
+    let waited = started.elapsed();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{msg}");
     assert!(
-        matches!(err, StoreError::BackendNotAvailable { .. })
-            && err.to_string().contains("not yet available in this build"),
-        "{err}"
+        msg.contains(&format!("metadata store {url} is unreachable")),
+        "{msg}"
     );
+    assert!(err.is_retriable());
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
 
 #[tokio::test]

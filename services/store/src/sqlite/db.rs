@@ -190,7 +190,7 @@ fn map_fail(path: &Path, busy: Duration, op: &'static str, fail: Fail) -> StoreE
         Fail::Store(e) => e,
         Fail::Sql(e) => sql_error(path, busy, op, e),
         Fail::Corrupt { what, reason } => StoreError::Corrupt {
-            file: path.to_owned(),
+            store: path.display().to_string(),
             what,
             reason,
         },
@@ -214,7 +214,7 @@ fn sql_error(path: &Path, busy: Duration, op: &'static str, e: rusqlite::Error) 
             }
         }
         Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
-            file,
+            store: path.display().to_string(),
             what: "database".into(),
             reason: e.to_string(),
         },
@@ -270,7 +270,7 @@ fn migrate(conn: &mut Connection, schema: &Schema) -> DbResult<()> {
     let supported = schema.supported();
     if found > supported {
         return Err(Fail::Store(StoreError::WrongVersion {
-            file: path,
+            store: path.display().to_string(),
             found,
             supported,
         }));

@@ -155,7 +155,7 @@ impl MetaStore for SqliteStore {
             .into_iter()
             .map(|n| {
                 Tenant::new(&n).map_err(|e| StoreError::Corrupt {
-                    file: self.path.clone(),
+                    store: self.path.display().to_string(),
                     what: "tenant name".into(),
                     reason: e.to_string(),
                 })

@@ -52,9 +52,70 @@ pub async fn sqlite() -> Option<Fixture> {
     })
 }
 
-// The Scylla backend's fixture goes here: `pub async fn scylla() -> Option<Fixture>` reads
-// `FLYWHEEL_TEST_SCYLLA=HOST:PORT`, prints a reason and returns `None` when it is unset, and
-// opens `scylla://HOST:PORT`; tenants are random, so each test gets keyspaces of its own.
+/// A Scylla store on the node `FLYWHEEL_TEST_SCYLLA=HOST:PORT` names (e.g. the one
+/// `deploy/compose.scylla.yaml` starts), with a random keyspace prefix so that each test
+/// has a catalogue and tenant keyspaces of its own; `clean_up` drops them. When the
+/// variable is unset the test is skipped, saying so, unless `FLYWHEEL_REQUIRE_SCYLLA=1`.
+pub async fn scylla() -> Option<Fixture> {
+    let Ok(node) = std::env::var("FLYWHEEL_TEST_SCYLLA") else {
+        assert!(
+            std::env::var_os("FLYWHEEL_REQUIRE_SCYLLA").is_none(),
+            "FLYWHEEL_REQUIRE_SCYLLA is set but FLYWHEEL_TEST_SCYLLA (HOST:PORT) is not"
+        );
+        eprintln!(
+            "skipped: FLYWHEEL_TEST_SCYLLA is not set; set it to the HOST:PORT of a ScyllaDB \
+             node to run the scylla conformance suite (deploy/README.md)"
+        );
+        return None;
+    };
+    let prefix = format!("fwtest_{:08x}", rand::random::<u32>());
+    let url = format!("scylla://{node}?keyspace_prefix={prefix}&replication=1");
+    let store = open(&url).await.expect("open scylla store");
+    Some(Fixture {
+        store,
+        url,
+        kind: "scylla",
+        dir: None,
+    })
+}
+
+/// Drops what a fixture left on a server: for `scylla://` URLs, every keyspace of the
+/// URL's keyspace prefix. Nothing to do for SQLite (its directory goes with the fixture).
+pub async fn clean_up(url: &str) {
+    let Some(rest) = url.strip_prefix("scylla://") else {
+        return;
+    };
+    let (node, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let Some(prefix) = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "keyspace_prefix")
+        .map(|(_, v)| format!("{v}_"))
+    else {
+        return;
+    };
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(node)
+        .build()
+        .await
+        .expect("connect to drop test keyspaces");
+    let rows = session
+        .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
+        .await
+        .expect("list keyspaces")
+        .into_rows_result()
+        .expect("rows");
+    let names: Vec<String> = rows
+        .rows::<(String,)>()
+        .expect("keyspace names")
+        .map(|r| r.expect("keyspace name").0)
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    for ks in names {
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+            .await
+            .expect("drop test keyspace");
+    }
+}
 
 /// A sample stored in a segment, labelled by its key's parity.
 pub fn row(key: u64, changeset: i64) -> IndexRow {
