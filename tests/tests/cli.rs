@@ -117,7 +117,7 @@ fn topics_create_makes_a_tenants_topics_and_refuses_bad_tenants() {
 }
 
 #[test]
-fn demo_runs_a_bus_smoke_run_on_the_embedded_default() {
+fn demo_ingests_on_the_embedded_default() {
     let dir = tempfile::tempdir().unwrap();
     let (out, stdout, stderr) = run_flywheel(
         dir.path(),
@@ -126,13 +126,28 @@ fn demo_runs_a_bus_smoke_run_on_the_embedded_default() {
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["samples"], 3000);
-    assert_eq!(report["decoded"], 3000);
+    assert_eq!(report["stored"], 3000);
+    assert_eq!(report["stored_twice"], 0);
     assert!(report["bus"].as_str().unwrap().starts_with("embedded://"));
-    // a second run on the same data directory finds its topics and reads only its own run
+    assert!(report["meta"].as_str().unwrap().starts_with("sqlite://"));
+    assert_eq!(
+        report["dead_letters"],
+        serde_json::json!({"bad_event_time": 1, "label_type": 1, "not_avro_or_json": 1})
+    );
+    let last = report["changesets"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_i64()
+        .unwrap();
+    assert_eq!(report["relabel_changeset"].as_i64(), Some(last + 1));
+    // a second run on the same data directory goes on from there
     let (out, stdout, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "500", "--json"]);
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["decoded"], 500);
+    assert_eq!(report["stored"], 500);
+    assert!(report["changesets"][0].as_i64().unwrap() > last + 1);
 }
 
 #[test]
@@ -185,7 +200,20 @@ fn a_corrupt_segment_is_reported_by_file_and_position() {
     bytes[mid] ^= 0xff;
     fs::write(&segment, bytes).unwrap();
 
-    let (out, _, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "10", "--quiet"]);
+    // a new consumer group reads the topic from the start, into the damage
+    let config = dir.path().join("flywheel.toml");
+    fs::write(&config, "[ingest]\ngroup = \"a-new-group\"\n").unwrap();
+    let (out, _, stderr) = run_flywheel(
+        dir.path(),
+        &[
+            "demo",
+            "--samples",
+            "10",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("corrupt log segment"), "{stderr}");
     assert!(stderr.contains(&segment.display().to_string()), "{stderr}");

@@ -162,7 +162,7 @@ impl TopicKind {
                     "RejectedSample",
                     "ingest",
                     "operators",
-                    "dead letters: the original bytes and the reason they were refused",
+                    "dead letters: the original bytes and the reason they were refused (at least once)",
                 ),
                 TopicKind::Changesets => (
                     "dataset",
@@ -171,7 +171,7 @@ impl TopicKind {
                     "Changeset",
                     "ingest, gateway (remove, relabel, revert)",
                     "supervisor",
-                    "one event per committed changeset of a dataset",
+                    "one event per committed changeset of a dataset, at least once (consumers deduplicate by dataset and id)",
                 ),
                 TopicKind::Pipelines => (
                     "pipeline",

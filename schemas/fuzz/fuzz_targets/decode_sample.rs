@@ -3,7 +3,7 @@
 
 use flywheel_schemas::{
     Changeset, ModelRelease, PipelineSpec, RejectedSample, Sample, TrainingSet, decode,
-    decode_sample, parse_sample_json, sample_to_json,
+    decode_sample, parse_sample_json, read_body, sample_to_json,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode::<PipelineSpec>(data);
     let _ = decode::<TrainingSet>(data);
     let _ = decode::<ModelRelease>(data);
+    // the stored form ingest writes and readers parse back
+    let _ = read_body(data);
 });
 
 fn serde_json_line(sample: &Sample) -> Vec<u8> {

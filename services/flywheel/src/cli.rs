@@ -89,9 +89,10 @@ pub(crate) enum Command {
     },
     /// Print the topic catalogue, or create a tenant's topics on the bus.
     Topics(TopicsArgs),
-    /// Run the end-to-end demo on the embedded default. Today: a smoke run of the event
-    /// bus (topics created, samples produced as Avro, consumed back by a consumer group
-    /// and decoded, offsets committed), with throughput figures.
+    /// Run the end-to-end demo on the embedded default, in one process. Today: synthetic
+    /// sensor samples (and a few malformed messages) are published, ingest stores them as
+    /// keyed rows, payload segments and changesets, bad ones go to the dead-letter topic,
+    /// a late label arrives as a relabel; every sample is checked to be stored exactly once.
     Demo(DemoArgs),
     /// Publish samples (JSON lines, or an Avro object container file) from a file or
     /// stdin through the gateway; a sample is acknowledged once it is on the bus.

@@ -1,42 +1,56 @@
-//! `flywheel demo`: today a smoke run of the event bus on the embedded default (or the bus
-//! `--bus` names). It creates the `default` tenant's topics, publishes synthetic sensor
-//! samples as Avro, reads them back through a consumer group, decodes and checks every
-//! one, commits, and reports what it measured.
+//! `flywheel demo`: the platform end to end on the embedded default (or the backends the
+//! settings name), in one process. Today: synthetic sensor samples are published as Avro
+//! (with a few malformed messages among them), the ingest service stores them as keyed
+//! rows, payload segments and changesets, bad input goes to the dead-letter topic, and a
+//! late label arrives as a relabel changeset. It checks that every sample was stored
+//! exactly once and reports what it measured.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flywheel_schemas::{Sample, decode_sample, encode, now_micros};
-use flywheel_topics::{
-    BusMetrics, ConsumerConfig, Record, Subscription, Tenant, TopicKind, connect, offsets_after,
-    tenant_topics,
-};
-use indicatif::{ProgressBar, ProgressStyle};
+use flywheel_ingest::{Ingest, IngestConfig, IngestMetrics, sample_key};
+use flywheel_schemas::{Sample, encode, now_micros};
+use flywheel_store::blobs::open_blobs;
+use flywheel_store::{Edit, TenantStore, commit_edit};
+use flywheel_topics::{BusMetrics, Record, Tenant, TopicKind, connect, tenant_topics};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, Global};
 use crate::config::Settings;
 
+/// How long the demo waits for ingest to store what was published.
+const STORE_TIMEOUT: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Serialize)]
 struct Report {
     bus: String,
-    topic: String,
+    meta: String,
+    blobs: String,
+    dataset: String,
     samples: u64,
     bytes: u64,
     produce_seconds: f64,
-    consume_seconds: f64,
     produced_per_second: f64,
-    consumed_per_second: f64,
-    decoded: u64,
-    duplicates_redelivered: u64,
+    /// From the first publish to the last sample stored.
+    ingest_seconds: f64,
+    stored_per_second: f64,
+    stored: u64,
+    stored_twice: u64,
+    changesets: Vec<i64>,
+    segments: usize,
+    dead_letters: BTreeMap<String, u64>,
+    relabel_changeset: i64,
 }
 
-fn bar(n: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
+fn bar(multi: &MultiProgress, n: u64, what: &str, hidden: bool) -> ProgressBar {
+    if hidden {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::new(n);
+    let pb = multi.add(ProgressBar::new(n));
     pb.set_style(
         ProgressStyle::with_template(&format!(
             "{what:>9} [{{bar:40}}] {{pos}}/{{len}} samples ({{per_sec}}, eta {{eta}})"
@@ -48,7 +62,7 @@ fn bar(n: u64, what: &str, quiet: bool) -> ProgressBar {
 }
 
 /// A synthetic sensor reading: three features, a label from their sum.
-fn sample(run: &str, i: u64) -> Sample {
+fn sample(run: &str, i: u64, t0: i64) -> Sample {
     let x = (i as f64) * 0.001;
     let features = vec![x.sin(), x.cos(), (i % 17) as f64 / 17.0];
     let label = if features.iter().sum::<f64>() > 0.5 {
@@ -62,130 +76,278 @@ fn sample(run: &str, i: u64) -> Sample {
         payload: None,
         blob: None,
         label: Some(label.into()),
-        event_time: now_micros(),
-        producer: Some(format!("demo-{run}-{i}")),
+        event_time: t0 + i as i64 * 1_000,
+        producer: Some(format!("demo-{run}")),
     }
 }
 
+/// Malformed messages a collector might send, and the reason each is refused with.
+fn malformed() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("not_avro_or_json", b"\x00\x01 garbage from a broken collector".to_vec()),
+        (
+            "bad_event_time",
+            br#"{"dataset":"sensors","features":[1,2,3],"event_time":"yesterday"}"#.to_vec(),
+        ),
+        (
+            "label_type",
+            br#"{"dataset":"sensors","features":[1,2,3],"label":1,"event_time":"2026-11-21T10:00:00Z"}"#
+                .to_vec(),
+        ),
+    ]
+}
+
 pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> {
-    let url = Settings::resolve(global)?.bus;
+    let settings = Settings::resolve(global)?;
     let registry = prometheus::Registry::new();
-    let bus = connect(&url, &BusMetrics::new(&registry))
+    let bus = connect(&settings.bus, &BusMetrics::new(&registry))
         .await
-        .with_context(|| format!("opening the bus {url}"))?;
+        .with_context(|| format!("opening the bus {}", settings.bus))?;
+    let meta = flywheel_store::open(&settings.meta)
+        .await
+        .with_context(|| format!("opening the metadata store {}", settings.meta))?;
+    let blobs = open_blobs(&settings.blobs)?;
     let tenant = Tenant::default_tenant();
     bus.create_topics(&tenant_topics(&tenant))
         .await
         .context("creating the topics of tenant default")?;
+    let store = meta
+        .tenant(&tenant)
+        .await
+        .context("opening tenant default")?;
+    let head_before = store.dataset("sensors").await?.map_or(0, |d| d.head);
     let topic = TopicKind::Samples.topic(&tenant);
     let run = format!("{:08x}", rand::random::<u32>());
-    let prefix = format!("demo-{run}-");
     if !global.json {
-        println!("flywheel demo: bus {url}, topic {topic}, run {run}");
+        println!(
+            "flywheel demo: run {run}\n  bus   {}\n  meta  {}\n  blobs {}",
+            settings.bus, settings.meta, settings.blobs
+        );
     }
 
-    // Produce.
-    let pb = bar(args.samples, "produce", args.quiet || global.json);
+    // ingest, in this process, for the demo's tenant
+    let metrics = IngestMetrics::new(&registry);
+    let ingest = Ingest::new(
+        Arc::clone(&bus),
+        Arc::clone(&meta),
+        Arc::clone(&blobs),
+        IngestConfig {
+            tenants: vec![tenant.as_str().to_owned()],
+            ..settings.ingest.clone()
+        },
+        metrics.clone(),
+    )?;
+    let stop = CancellationToken::new();
+    let mut ingest_task = tokio::spawn(ingest.run(stop.clone()));
+
+    // publish: good samples, with the malformed ones spread among them
+    let hidden = args.quiet || global.json;
+    let multi = MultiProgress::new();
+    let produced_bar = bar(&multi, args.samples, "published", hidden);
+    let stored_bar = bar(&multi, args.samples, "stored", hidden);
+    let bad = malformed();
+    let bad_every = (args.samples / bad.len() as u64).max(1);
+    let t0 = now_micros();
     let started = Instant::now();
-    let mut bytes = 0u64;
+    let (mut bytes, mut keys) = (0u64, Vec::with_capacity(args.samples as usize));
     let mut i = 0;
     while i < args.samples {
         let n = args.batch.min(args.samples - i);
-        let batch: Vec<Record> = (i..i + n)
-            .map(|j| {
-                let value = encode(&sample(&run, j));
-                bytes += value.len() as u64;
-                Record::keyed("sensors", value)
-            })
-            .collect();
-        bus.produce(&topic, batch)
+        let mut batch: Vec<Record> = Vec::with_capacity(n as usize + 1);
+        let mut good = Vec::with_capacity(n as usize);
+        for j in i..i + n {
+            if j % bad_every == bad_every / 2
+                && let Some((_, bytes)) = bad.get((j / bad_every) as usize)
+            {
+                batch.push(Record::keyed("sensors", bytes.clone()));
+                good.push(false);
+            }
+            let value = encode(&sample(&run, j, t0));
+            bytes += value.len() as u64;
+            batch.push(Record::keyed("sensors", value));
+            good.push(true);
+        }
+        let acks = bus
+            .produce(&topic, batch)
             .await
-            .context("producing samples")?;
+            .context("publishing samples")?;
+        keys.extend(
+            acks.iter()
+                .zip(&good)
+                .filter(|(_, g)| **g)
+                .filter_map(|(a, _)| sample_key(a.partition, a.offset)),
+        );
         i += n;
-        pb.set_position(i);
+        produced_bar.set_position(i);
     }
     let produce_seconds = started.elapsed().as_secs_f64();
-    pb.finish();
+    produced_bar.finish();
 
-    // Consume every sample of this run back through a consumer group of all tenants'
-    // samples topics, as the ingest service will.
-    let pb = bar(args.samples, "consume", args.quiet || global.json);
-    let mut consumer = bus
-        .subscribe(ConsumerConfig::new(
-            format!("flywheel-demo-{run}"),
-            Subscription::Pattern(TopicKind::Samples.pattern()),
-        ))
-        .await
-        .context("subscribing to the samples topics")?;
-    let started = Instant::now();
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut duplicates = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (seen.len() as u64) < args.samples {
+    // wait until ingest has stored every one of them
+    keys.sort_unstable();
+    let (first, last) = (keys[0], keys[keys.len() - 1]);
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    let stored = loop {
+        let n = count_rows(store.as_ref(), first, last).await?;
+        stored_bar.set_position(n);
+        if n >= keys.len() as u64 {
+            break n;
+        }
         if Instant::now() > deadline {
             bail!(
-                "only {} of {} samples came back within 120 s",
-                seen.len(),
-                args.samples
+                "ingest stored {n} of {} samples within {STORE_TIMEOUT:?}",
+                keys.len()
             );
         }
-        let messages = consumer
-            .poll(5_000, Duration::from_secs(1))
-            .await
-            .context("consuming samples")?;
-        for m in &messages {
-            let s = decode_sample(&m.value)
-                .with_context(|| format!("decoding {}[{}]@{}", m.topic, m.partition, m.offset))?;
-            let Some(n) = s
-                .producer
-                .as_deref()
-                .and_then(|p| p.strip_prefix(&prefix))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue; // an earlier run's sample
-            };
-            if !seen.insert(n) {
-                duplicates += 1;
+        tokio::select! {
+            done = &mut ingest_task => {
+                done.context("the ingest task panicked")??;
+                bail!("ingest stopped before it stored every sample");
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    };
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    stored_bar.finish();
+    stop.cancel();
+    ingest_task.await.context("the ingest task panicked")??;
+
+    // every key stored once, in changesets without gaps
+    let changesets = store.changesets("sensors").await?;
+    let ids: Vec<i64> = changesets.iter().map(|c| c.id).collect();
+    if ids != (1..=ids.len() as i64).collect::<Vec<_>>() {
+        bail!("changeset ids have gaps: {ids:?}");
+    }
+    let mut ours = Vec::new();
+    for c in &changesets {
+        for row in store.rows_by_changeset("sensors", c.id).await? {
+            if (first..=last).contains(&row.key) {
+                ours.push(row.key);
             }
         }
-        if !messages.is_empty() {
-            consumer
-                .commit(&offsets_after(&messages))
-                .await
-                .context("committing offsets")?;
-        }
-        pb.set_position(seen.len() as u64);
     }
-    let consume_seconds = started.elapsed().as_secs_f64();
-    pb.finish();
+    ours.sort_unstable();
+    let before = ours.len();
+    ours.dedup();
+    let stored_twice = (before - ours.len()) as u64;
+    if ours != keys || stored_twice > 0 {
+        bail!(
+            "stored {} distinct of {} samples, {stored_twice} twice",
+            ours.len(),
+            keys.len()
+        );
+    }
+    let this_run: Vec<i64> = ids.iter().copied().filter(|id| *id > head_before).collect();
+    let segments = changesets
+        .iter()
+        .filter(|c| this_run.contains(&c.id))
+        .map(|c| c.segments.len())
+        .sum();
 
+    // a late label, e.g. from user feedback
+    let relabel = commit_edit(
+        store.as_ref(),
+        "sensors",
+        &Edit::Relabel {
+            labels: vec![(first, Some("feedback".into()))],
+        },
+        now_micros(),
+    )
+    .await
+    .context("relabelling a sample")?;
+
+    let dead_letters: BTreeMap<String, u64> = metrics_by_reason(&registry);
     let report = Report {
         bus: bus.url().to_owned(),
-        topic,
+        meta: meta.url().to_owned(),
+        blobs: settings.blobs.clone(),
+        dataset: "sensors".into(),
         samples: args.samples,
         bytes,
         produce_seconds,
-        consume_seconds,
         produced_per_second: args.samples as f64 / produce_seconds.max(1e-9),
-        consumed_per_second: args.samples as f64 / consume_seconds.max(1e-9),
-        decoded: seen.len() as u64,
-        duplicates_redelivered: duplicates,
+        ingest_seconds,
+        stored_per_second: stored as f64 / ingest_seconds.max(1e-9),
+        stored,
+        stored_twice,
+        changesets: this_run,
+        segments,
+        dead_letters,
+        relabel_changeset: relabel.id,
     };
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "produced {} samples ({:.1} MB) in {:.2} s: {:.0} samples/s",
-            report.samples,
-            report.bytes as f64 / 1e6,
-            report.produce_seconds,
-            report.produced_per_second
-        );
-        println!(
-            "consumed and decoded all {} in {:.2} s: {:.0} samples/s ({} redelivered)",
-            report.decoded, report.consume_seconds, report.consumed_per_second, duplicates
-        );
-        println!("ok: every sample published came back, decoded, and its offset was committed");
+        print_report(&report);
     }
     Ok(())
+}
+
+/// Rows of the dataset's view with keys in `first..=last`.
+async fn count_rows(store: &dyn TenantStore, first: u64, last: u64) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    let mut from = first;
+    loop {
+        let page = store
+            .rows_by_key_range("sensors", from, last, 50_000)
+            .await?;
+        n += page.len() as u64;
+        match page.last() {
+            Some(row) if page.len() == 50_000 && row.key < last => from = row.key + 1,
+            _ => return Ok(n),
+        }
+    }
+}
+
+fn metrics_by_reason(registry: &prometheus::Registry) -> BTreeMap<String, u64> {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "flywheel_dead_letters_total")
+        .flat_map(|f| f.get_metric())
+        .filter_map(|m| {
+            let reason = m.get_label().iter().find(|l| l.name() == "reason")?;
+            Some((
+                reason.value().to_owned(),
+                m.get_counter().get_value() as u64,
+            ))
+        })
+        .collect()
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "published {} samples ({:.1} MB) in {:.2} s: {:.0} samples/s",
+        r.samples,
+        r.bytes as f64 / 1e6,
+        r.produce_seconds,
+        r.produced_per_second
+    );
+    println!(
+        "ingest stored all {} in {:.2} s: {:.0} samples/s end to end, in changesets {}..{} ({} payload segments)",
+        r.stored,
+        r.ingest_seconds,
+        r.stored_per_second,
+        r.changesets.first().unwrap_or(&0),
+        r.changesets.last().unwrap_or(&0),
+        r.segments
+    );
+    let letters: Vec<String> = r
+        .dead_letters
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!(
+        "refused to flywheel.default.samples.rejected: {}",
+        if letters.is_empty() {
+            "none".to_owned()
+        } else {
+            letters.join(", ")
+        }
+    );
+    println!(
+        "a late label arrived as changeset {} (relabel); see `flywheel changeset list sensors` while `flywheel up` runs",
+        r.relabel_changeset
+    );
+    println!("ok: every sample published was stored exactly once, in changesets without gaps");
 }
