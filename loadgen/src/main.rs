@@ -3,6 +3,7 @@
 //! different machines can be compared by their ratios.
 
 mod bench_bus;
+mod bench_ingest;
 mod bench_meta;
 
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Bench {
     /// Sample-index rows committed per second to the metadata store (SQLite), in
     /// changesets, against plain INSERTs of the same rows into one bare table.
     Meta(bench_meta::MetaArgs),
+    /// Samples stored per second by the ingest service (segments, index rows,
+    /// changesets), against reading, decoding and validating the same samples from the bus.
+    Ingest(bench_ingest::IngestArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Meta(args),
         } => rt.block_on(bench_meta::run(&args)),
+        Command::Bench {
+            bench: Bench::Ingest(args),
+        } => rt.block_on(bench_ingest::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
