@@ -6,6 +6,7 @@
 //! dataset's row around idempotent writes (`commit`). Layout, protocol and reasons:
 //! services/store/README.md.
 
+mod claim;
 mod commit;
 mod config;
 mod db;
@@ -18,6 +19,7 @@ mod schema;
 mod statements;
 mod tenant;
 mod view;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
