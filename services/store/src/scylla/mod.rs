@@ -63,7 +63,7 @@ struct Catalogue {
 
 impl ScyllaStore {
     /// Opens `scylla://HOST:PORT[,HOST:PORT...][?keyspace_prefix=flywheel&replication=N&
-    /// consistency=quorum|local_quorum|one&connect_timeout=5s]`: connects, creates the
+    /// consistency=quorum|local_quorum&connect_timeout=5s]`: connects, creates the
     /// catalogue keyspace if missing and runs its pending migrations. A node that cannot
     /// be reached within about the connect timeout is `StoreError::Unreachable`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
