@@ -13,7 +13,7 @@ use super::claim::{self, Lease, Listed, delete_timestamp};
 use super::db::Stmt;
 use super::hash::Hashes;
 use super::layout::{self, key_bucket, key_to_cql, part_of, time_bucket};
-use super::rows::{ChangesetRow, Cols};
+use super::rows::{Cols, NewChangesetRow};
 use super::tenant::ScyllaTenant;
 use super::view::{self, KEY_BUCKETS, TIME_BUCKETS};
 use crate::StoreError;
@@ -168,7 +168,7 @@ pub(crate) async fn write(
     t.ks.exec(
         "write changeset",
         &t.st.changeset_put.at(lease.since),
-        ChangesetRow::new(cs, h.record.clone(), h.rows.clone(), parts),
+        NewChangesetRow::new(cs, &h.record, &h.rows, parts),
     )
     .await?;
 
