@@ -32,7 +32,7 @@ const SUPPORTED: &str = "sqlite://FILE, scylla://HOST:PORT[,HOST:PORT...]";
 /// Opens the metadata store a URL names: `sqlite://PATH` (relative, or absolute as
 /// `sqlite:///PATH`; query parameters `busy_timeout=5s`, `readers=4`), or
 /// `scylla://HOST:PORT[,HOST:PORT...]` (query parameters `keyspace_prefix=flywheel`,
-/// `replication=N`, `consistency=quorum|local_quorum|one`, `connect_timeout=5s`).
+/// `replication=N`, `consistency=quorum|local_quorum`, `connect_timeout=5s`).
 pub async fn open(url: &str) -> Result<Arc<dyn MetaStore>, StoreError> {
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(StoreError::InvalidUrl {

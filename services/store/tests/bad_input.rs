@@ -30,6 +30,10 @@ async fn invalid_urls_are_refused_naming_the_url() {
         ("scylla://", "needs at least one node"),
         ("scylla://127.0.0.1:0", "is not 1 to 65535"),
         ("scylla://h?consistency=all", "consistency=\"all\""),
+        (
+            "scylla://h?consistency=one",
+            "consistency=\"one\": not supported",
+        ),
         ("scylla://h?connect_timeout=soon", "connect_timeout"),
         ("scylla://h?keyspace_prefix=Fly", "keyspace_prefix"),
         ("scylla://h?ssl=1", "unknown parameter \"ssl\""),

@@ -20,24 +20,30 @@ const CATALOGUE_SUFFIX: &str = "_catalogue";
 /// The URL's query parameters and what they mean, for messages.
 pub(crate) const PARAMETERS: &str = "keyspace_prefix=NAME (default flywheel), \
      replication=N (default: 3, or fewer when the cluster has fewer nodes), \
-     consistency=quorum|local_quorum|one (default quorum), connect_timeout=DURATION (default 5s)";
+     consistency=quorum|local_quorum (default quorum), connect_timeout=DURATION (default 5s)";
+
+/// Why `consistency=one` is refused, for its message.
+const ONE_REFUSED: &str = "a read at ONE can see a dataset head whose entries have not \
+     reached the replica it reads, and a commit's key check at ONE can miss a key in the view; \
+     use quorum, or local_quorum with every writer of a tenant in one data center";
 
 /// The consistency level of reads and writes; lightweight transactions use the matching
-/// serial level.
+/// serial level. Both need a quorum: the commit protocol reads what the last commit
+/// wrote. With `LocalQuorum` every writer of a tenant must be in one data center, since
+/// `LOCAL_SERIAL` is only linearizable within a data center.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Level {
     Quorum,
     LocalQuorum,
-    One,
 }
 
 impl Level {
-    fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str) -> Result<Self, String> {
         match s {
-            "quorum" => Some(Level::Quorum),
-            "local_quorum" => Some(Level::LocalQuorum),
-            "one" => Some(Level::One),
-            _ => None,
+            "quorum" => Ok(Level::Quorum),
+            "local_quorum" => Ok(Level::LocalQuorum),
+            "one" => Err(format!("not supported: {ONE_REFUSED}")),
+            _ => Err("expected quorum or local_quorum".into()),
         }
     }
 
@@ -46,7 +52,6 @@ impl Level {
         match self {
             Level::Quorum => Consistency::Quorum,
             Level::LocalQuorum => Consistency::LocalQuorum,
-            Level::One => Consistency::One,
         }
     }
 
@@ -54,7 +59,7 @@ impl Level {
     pub(crate) fn serial(self) -> SerialConsistency {
         match self {
             Level::LocalQuorum => SerialConsistency::LocalSerial,
-            Level::Quorum | Level::One => SerialConsistency::Serial,
+            Level::Quorum => SerialConsistency::Serial,
         }
     }
 
@@ -62,7 +67,7 @@ impl Level {
     pub(crate) fn serial_read(self) -> Consistency {
         match self {
             Level::LocalQuorum => Consistency::LocalSerial,
-            Level::Quorum | Level::One => Consistency::Serial,
+            Level::Quorum => Consistency::Serial,
         }
     }
 }
@@ -130,11 +135,8 @@ impl Config {
                     );
                 }
                 "consistency" => {
-                    config.level = Level::parse(&value).ok_or_else(|| {
-                        invalid(format!(
-                            "consistency={value:?}: expected quorum, local_quorum or one"
-                        ))
-                    })?;
+                    config.level = Level::parse(&value)
+                        .map_err(|reason| invalid(format!("consistency={value:?}: {reason}")))?;
                 }
                 "connect_timeout" => {
                     let t = humantime::parse_duration(&value)
@@ -287,9 +289,19 @@ mod tests {
         assert_eq!(c.level, Level::LocalQuorum);
         assert_eq!(c.level.serial(), SerialConsistency::LocalSerial);
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.level.serial_read(), Consistency::LocalSerial);
+        let c = Config::parse("scylla://h?consistency=quorum").unwrap();
         assert_eq!(
-            Config::parse("scylla://h?consistency=one").unwrap().level,
-            Level::One
+            (
+                c.level.consistency(),
+                c.level.serial(),
+                c.level.serial_read()
+            ),
+            (
+                Consistency::Quorum,
+                SerialConsistency::Serial,
+                Consistency::Serial
+            )
         );
     }
 
@@ -312,7 +324,18 @@ mod tests {
                 "replication=\"0\": expected 1 to 15",
             ),
             ("scylla://h?replication=x", "replication=\"x\""),
-            ("scylla://h?consistency=all", "consistency=\"all\""),
+            (
+                "scylla://h?consistency=all",
+                "consistency=\"all\": expected quorum or local_quorum",
+            ),
+            (
+                "scylla://h?consistency=one",
+                "consistency=\"one\": not supported: a read at ONE can see a dataset head",
+            ),
+            (
+                "scylla://h?consistency=ONE",
+                "expected quorum or local_quorum",
+            ),
             (
                 "scylla://h?connect_timeout=soon",
                 "connect_timeout=\"soon\"",

@@ -48,6 +48,14 @@ impl Stmt {
         s.ps.set_consistency(conn.config.level.serial_read());
         s
     }
+
+    /// The same statement writing at timestamp `micros` instead of the server's clock (a
+    /// retry by the driver keeps it, so a repeated write is the same write).
+    pub(crate) fn at(&self, micros: i64) -> Stmt {
+        let mut s = self.clone();
+        s.ps.set_timestamp(Some(micros));
+        s
+    }
 }
 
 /// One keyspace.
@@ -225,7 +233,8 @@ impl Ks {
     }
 
     /// Writes rows of one partition in one unlogged batch: applied together on each
-    /// replica, with no batch log (the batch does not span partitions).
+    /// replica, with no batch log (the batch does not span partitions). The batch takes
+    /// the statement's timestamp, if it has one (`Stmt::at`).
     pub(crate) async fn batch<V: SerializeRow>(
         &self,
         op: &'static str,
@@ -240,6 +249,7 @@ impl Ks {
             batch.append_statement(stmt.ps.clone());
         }
         batch.set_is_idempotent(stmt.ps.get_is_idempotent());
+        batch.set_timestamp(stmt.ps.get_timestamp());
         self.conn
             .session
             .batch(&batch, values)

@@ -23,8 +23,11 @@ pub(crate) const ENTRIES_PER_PART: usize = 5_000;
 pub(crate) const BATCH_ROWS: usize = 100;
 pub(crate) const BATCH_BYTES: usize = 64 * 1024;
 
-/// Keys per `key IN ?` read.
-pub(crate) const KEYS_PER_PROBE: usize = 100;
+/// Keys per `key IN ?` read. ScyllaDB refuses a query restricting more clustering keys
+/// than `max_clustering_key_restrictions_per_query` (100 by default, and an operator may
+/// set it lower); half of that leaves room, and keeps each read a modest amount of work
+/// for the replica that coordinates it.
+pub(crate) const KEYS_PER_PROBE: usize = 50;
 
 /// Keys are `u64`, CQL `bigint`s `i64`: flipping the top bit keeps the order, so key
 /// ranges are clustering ranges.
@@ -238,6 +241,10 @@ mod tests {
             .collect();
         assert_eq!(sizes.iter().sum::<usize>(), 250);
         assert!(sizes.iter().all(|n| *n <= KEYS_PER_PROBE), "{sizes:?}");
+        assert_eq!(
+            sizes, [50; 5],
+            "250 sparse keys of one bucket: five reads of 50"
+        );
         // a single key, and keys at the ends of the key space
         assert_eq!(
             plan_probes(&[7]),

@@ -6,20 +6,22 @@
 //! dataset's row around idempotent writes (`commit`). Layout, protocol and reasons:
 //! services/store/README.md.
 
+mod claim;
 mod commit;
 mod config;
 mod db;
 mod fold;
 mod hash;
 mod layout;
+mod once_map;
 mod records;
 mod rows;
 mod schema;
 mod statements;
 mod tenant;
 mod view;
+mod write;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +31,7 @@ use scylla::client::session_builder::SessionBuilder;
 
 use config::Config;
 use db::{Conn, Ks, Stmt};
+use once_map::OnceMap;
 use schema::table;
 use statements::Statements;
 use tenant::ScyllaTenant;
@@ -45,7 +48,9 @@ pub struct ScyllaStore {
     conn: Arc<Conn>,
     replication: u32,
     catalogue: Catalogue,
-    tenants: tokio::sync::Mutex<HashMap<Tenant, Arc<ScyllaTenant>>>,
+    /// Tenants opened so far: each is registered, migrated and prepared once, and a slow
+    /// open holds up no other tenant's.
+    tenants: OnceMap<Tenant, ScyllaTenant>,
 }
 
 /// The catalogue keyspace and its statements.
@@ -61,7 +66,7 @@ struct Catalogue {
 
 impl ScyllaStore {
     /// Opens `scylla://HOST:PORT[,HOST:PORT...][?keyspace_prefix=flywheel&replication=N&
-    /// consistency=quorum|local_quorum|one&connect_timeout=5s]`: connects, creates the
+    /// consistency=quorum|local_quorum&connect_timeout=5s]`: connects, creates the
     /// catalogue keyspace if missing and runs its pending migrations. A node that cannot
     /// be reached within about the connect timeout is `StoreError::Unreachable`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -144,7 +149,7 @@ impl ScyllaStore {
             conn,
             replication,
             catalogue,
-            tenants: tokio::sync::Mutex::default(),
+            tenants: OnceMap::default(),
         })
     }
 
@@ -202,21 +207,14 @@ impl ScyllaStore {
         }
         Ok(ready)
     }
-}
 
-#[async_trait]
-impl MetaStore for ScyllaStore {
-    fn url(&self) -> &str {
-        &self.conn.url
-    }
-
-    async fn tenant(&self, tenant: &Tenant) -> Result<Arc<dyn TenantStore>, StoreError> {
-        // held across the open, so a tenant's keyspace is migrated and prepared once
-        let mut open = self.tenants.lock().await;
-        if let Some(t) = open.get(tenant) {
-            return Ok(Arc::clone(t) as Arc<dyn TenantStore>);
-        }
-        let keyspace = self.tenant_keyspace(tenant)?;
+    /// Opens a tenant: registers its keyspace in the catalogue, creates and migrates it,
+    /// marks it ready and prepares its statements.
+    async fn open_tenant(
+        &self,
+        tenant: &Tenant,
+        keyspace: String,
+    ) -> Result<ScyllaTenant, StoreError> {
         let ready = self.register(tenant, &keyspace).await?;
         let ks = Ks::new(Arc::clone(&self.conn), keyspace.clone());
         schema::migrate(&ks, &schema::TENANT, self.replication).await?;
@@ -231,12 +229,27 @@ impl MetaStore for ScyllaStore {
                 .await?;
         }
         let st = Statements::prepare(&ks).await?;
-        let t = Arc::new(ScyllaTenant {
+        Ok(ScyllaTenant {
             tenant: tenant.clone(),
             ks,
             st,
-        });
-        open.insert(tenant.clone(), Arc::clone(&t));
+        })
+    }
+}
+
+#[async_trait]
+impl MetaStore for ScyllaStore {
+    fn url(&self) -> &str {
+        &self.conn.url
+    }
+
+    async fn tenant(&self, tenant: &Tenant) -> Result<Arc<dyn TenantStore>, StoreError> {
+        // a name that cannot be a keyspace is refused before it takes a place in the map
+        let keyspace = self.tenant_keyspace(tenant)?;
+        let t = self
+            .tenants
+            .get_or_try_open(tenant, || self.open_tenant(tenant, keyspace))
+            .await?;
         Ok(t)
     }
 

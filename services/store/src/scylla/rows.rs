@@ -20,8 +20,8 @@ use crate::model::{
 /// (next offset, commit time).
 pub(crate) type OffsetsMap = BTreeMap<(String, String, i32), (i64, i64)>;
 
-/// A row of `changesets`.
-#[derive(Debug, Clone, PartialEq, Eq, scylla::DeserializeRow, scylla::SerializeRow)]
+/// A row of `changesets` as read back.
+#[derive(Debug, Clone, PartialEq, Eq, scylla::DeserializeRow)]
 pub(crate) struct ChangesetRow {
     pub(crate) dataset: String,
     pub(crate) id: i64,
@@ -54,12 +54,36 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to json")
 }
 
-impl ChangesetRow {
+/// A row of `changesets` as a commit writes it (`statements::CHANGESET_COLUMNS`): the
+/// optional cells (`reverts`, `query`, `segments`) are left unset when empty, never
+/// written null, so the row carries no tombstones.
+#[derive(Debug, Clone, scylla::SerializeRow)]
+pub(crate) struct NewChangesetRow<'a> {
+    dataset: &'a str,
+    id: i64,
+    kind: &'static str,
+    created_at: i64,
+    sample_count: i64,
+    bytes: i64,
+    reverts: MaybeUnset<i64>,
+    query: MaybeUnset<String>,
+    sources: String,
+    segments: MaybeUnset<&'a [String]>,
+    consumer: &'a str,
+    offsets: String,
+    record_hash: &'a [u8],
+    rows_hash: &'a [u8],
+    parts: i32,
+    removed_count: i32,
+    relabel_count: i32,
+}
+
+impl<'a> NewChangesetRow<'a> {
     /// The row of a normalized changeset.
     pub(crate) fn new(
-        cs: &NewChangeset,
-        record_hash: Vec<u8>,
-        rows_hash: Vec<u8>,
+        cs: &'a NewChangeset,
+        record_hash: &'a [u8],
+        rows_hash: &'a [u8],
         parts: i32,
     ) -> Self {
         let r = &cs.record;
@@ -69,17 +93,17 @@ impl ChangesetRow {
             .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
             .collect();
         Self {
-            dataset: r.dataset.clone(),
+            dataset: &r.dataset,
             id: r.id,
-            kind: kind_name(r.kind).to_owned(),
+            kind: kind_name(r.kind),
             created_at: r.created_at,
             sample_count: r.sample_count,
             bytes: r.bytes,
-            reverts: r.reverts,
-            query: r.query.as_ref().map(json),
+            reverts: unset_none(r.reverts),
+            query: unset_none(r.query.as_ref().map(json)),
             sources: json(&r.sources),
-            segments: (!r.segments.is_empty()).then(|| r.segments.clone()),
-            consumer: cs.consumer.clone(),
+            segments: unset_none((!r.segments.is_empty()).then_some(r.segments.as_slice())),
+            consumer: &cs.consumer,
             offsets: json(&offsets),
             record_hash,
             rows_hash,
@@ -88,7 +112,9 @@ impl ChangesetRow {
             relabel_count: count(r.relabels.len()),
         }
     }
+}
 
+impl ChangesetRow {
     /// The consumer offsets it carried.
     pub(crate) fn offsets(&self, ks: &Ks) -> Result<Vec<(TopicPartition, i64)>, StoreError> {
         let offsets: OffsetsJson = serde_json::from_str(&self.offsets)
@@ -300,7 +326,96 @@ pub(crate) fn merge_offsets<'a>(
 
 #[cfg(test)]
 mod tests {
+    use flywheel_schemas::ChangesetKind;
+    use scylla::frame::response::result::{
+        CollectionType, ColumnSpec, ColumnType, NativeType, TableSpec,
+    };
+    use scylla::serialize::row::{RowSerializationContext, SerializeRow};
+    use scylla::serialize::writers::RowWriter;
+
     use super::*;
+    use crate::scylla::statements::CHANGESET_COLUMNS;
+
+    /// A bound value as the protocol carries it.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Cell {
+        Null,
+        Unset,
+        Set,
+    }
+
+    /// The cells a changeset row binds, by column name, serialized for the columns of
+    /// `changesets` in statement order.
+    fn cells(row: &NewChangesetRow<'_>) -> Vec<(&'static str, Cell)> {
+        let native = ColumnType::Native;
+        let typ = |name: &str| match name {
+            "dataset" | "kind" | "query" | "sources" | "consumer" | "offsets" => {
+                native(NativeType::Text)
+            }
+            "record_hash" | "rows_hash" => native(NativeType::Blob),
+            "parts" | "removed_count" | "relabel_count" => native(NativeType::Int),
+            "segments" => ColumnType::Collection {
+                frozen: false,
+                typ: CollectionType::List(Box::new(native(NativeType::Text))),
+            },
+            _ => native(NativeType::BigInt),
+        };
+        let names: Vec<&'static str> = CHANGESET_COLUMNS.split(',').map(str::trim).collect();
+        let specs: Vec<ColumnSpec<'static>> = names
+            .iter()
+            .map(|n| ColumnSpec::borrowed(n, typ(n), TableSpec::borrowed("ks", "changesets")))
+            .collect();
+        let mut buf = Vec::new();
+        row.serialize(
+            &RowSerializationContext::from_specs(&specs),
+            &mut RowWriter::new(&mut buf),
+        )
+        .expect("the row fits the table");
+        let mut rest = buf.as_slice();
+        let mut out = Vec::new();
+        for name in names {
+            let (len, tail) = rest.split_at(4);
+            let len = i32::from_be_bytes(len.try_into().unwrap());
+            rest = tail;
+            let cell = match len {
+                -1 => Cell::Null,
+                -2 => Cell::Unset,
+                n => {
+                    rest = &rest[usize::try_from(n).unwrap()..];
+                    Cell::Set
+                }
+            };
+            out.push((name, cell));
+        }
+        assert!(rest.is_empty());
+        out
+    }
+
+    #[test]
+    fn changeset_rows_leave_empty_cells_unset_never_null() {
+        let plain = NewChangeset::new(ChangesetRecord::new("d", 1, ChangesetKind::Add, 7));
+        let got = cells(&NewChangesetRow::new(&plain, b"r", b"w", 0));
+        assert_eq!(got.len(), 17);
+        assert!(got.iter().all(|(_, c)| *c != Cell::Null), "{got:?}");
+        let unset: Vec<&str> = got
+            .iter()
+            .filter(|(_, c)| *c == Cell::Unset)
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(unset, ["reverts", "query", "segments"]);
+
+        let mut full = plain.clone();
+        full.record.reverts = Some(1);
+        full.record.query = Some(RestrictedQuery {
+            source: "s".into(),
+            sql: "select 1".into(),
+            label_column: None,
+            feature_columns: vec![],
+        });
+        full.record.segments = vec!["t/d/segments/1.seg".into()];
+        let got = cells(&NewChangesetRow::new(&full, b"r", b"w", 1));
+        assert!(got.iter().all(|(_, c)| *c == Cell::Set), "{got:?}");
+    }
 
     #[test]
     fn offsets_merge_across_datasets_by_commit_time() {

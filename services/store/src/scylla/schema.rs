@@ -4,7 +4,8 @@
 //! Like SQLite's, a migration is appended, never edited once released. Every keyspace
 //! records the versions applied to it in `schema_version`; one that records a version
 //! this build does not know is refused (`StoreError::WrongVersion`). Each statement is
-//! `IF NOT EXISTS`, so a migration interrupted half-way is simply run again.
+//! `IF NOT EXISTS` and each added column is added only if missing, so a migration
+//! interrupted half-way is simply run again.
 
 use super::db::Ks;
 use crate::StoreError;
@@ -30,7 +31,29 @@ pub(crate) mod table {
 pub(crate) struct Migration {
     pub(crate) version: i32,
     pub(crate) description: &'static str,
+    /// Statements that may run again (`IF NOT EXISTS`).
     pub(crate) statements: &'static [&'static str],
+    /// Columns added to existing tables, each only if the table lacks it: CQL's `ALTER
+    /// TABLE ... ADD` has no `IF NOT EXISTS`, and fails on a column that exists.
+    pub(crate) columns: &'static [Column],
+}
+
+/// A column a migration adds to a table.
+#[derive(Debug)]
+pub(crate) struct Column {
+    pub(crate) table: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) cql_type: &'static str,
+}
+
+impl Column {
+    /// The statement that adds it.
+    pub(crate) fn add(&self) -> String {
+        format!(
+            "ALTER TABLE {{ks}}.{} ADD {} {}",
+            self.table, self.name, self.cql_type
+        )
+    }
 }
 
 /// A kind of keyspace and its migrations.
@@ -66,19 +89,23 @@ pub(crate) const CATALOGUE: Schema = Schema {
     created_at    bigint,
     ready         boolean
 )"],
+        columns: &[],
     }],
 };
 
 /// A tenant's keyspace, `{prefix}_{tenant}`.
 pub(crate) const TENANT: Schema = Schema {
     role: "tenant",
-    migrations: &[Migration {
-        version: 1,
-        description: "datasets, changesets, sample index, trainsets, pipelines, models",
-        statements: &[
-            // the head, counters and committed consumer offsets of a dataset, and the
-            // claim of the commit under way: written by lightweight transactions only
-            "CREATE TABLE IF NOT EXISTS {ks}.datasets (
+    migrations: &[TENANT_V1, TENANT_V2],
+};
+
+const TENANT_V1: Migration = Migration {
+    version: 1,
+    description: "datasets, changesets, sample index, trainsets, pipelines, models",
+    statements: &[
+        // the head, counters and committed consumer offsets of a dataset, and the
+        // claim of the commit under way: written by lightweight transactions only
+        "CREATE TABLE IF NOT EXISTS {ks}.datasets (
     name         text PRIMARY KEY,
     created_at   bigint,
     head         bigint,
@@ -88,7 +115,7 @@ pub(crate) const TENANT: Schema = Schema {
     pending_hash blob,
     offsets      map<frozen<tuple<text, text, int>>, frozen<tuple<bigint, bigint>>>
 )",
-            "CREATE TABLE IF NOT EXISTS {ks}.changesets (
+        "CREATE TABLE IF NOT EXISTS {ks}.changesets (
     dataset       text,
     id            bigint,
     kind          text,
@@ -108,9 +135,9 @@ pub(crate) const TENANT: Schema = Schema {
     relabel_count int,
     PRIMARY KEY ((dataset), id)
 )",
-            // what each changeset did, by changeset: rows_by_changeset and the record's
-            // removed keys and relabels
-            "CREATE TABLE IF NOT EXISTS {ks}.changeset_entries (
+        // what each changeset did, by changeset: rows_by_changeset and the record's
+        // removed keys and relabels
+        "CREATE TABLE IF NOT EXISTS {ks}.changeset_entries (
     dataset    text,
     changeset  bigint,
     part       int,
@@ -124,8 +151,8 @@ pub(crate) const TENANT: Schema = Schema {
     size       bigint,
     PRIMARY KEY ((dataset, changeset, part), key)
 )",
-            // the history of each key, by key: the view by key range and view_at
-            "CREATE TABLE IF NOT EXISTS {ks}.view_by_key (
+        // the history of each key, by key: the view by key range and view_at
+        "CREATE TABLE IF NOT EXISTS {ks}.view_by_key (
     dataset    text,
     bucket     bigint,
     key        bigint,
@@ -139,8 +166,8 @@ pub(crate) const TENANT: Schema = Schema {
     size       bigint,
     PRIMARY KEY ((dataset, bucket), key, changeset)
 )",
-            // the same history by event time: the view by event-time range
-            "CREATE TABLE IF NOT EXISTS {ks}.view_by_time (
+        // the same history by event time: the view by event-time range
+        "CREATE TABLE IF NOT EXISTS {ks}.view_by_time (
     dataset    text,
     bucket     bigint,
     event_time bigint,
@@ -154,14 +181,14 @@ pub(crate) const TENANT: Schema = Schema {
     size       bigint,
     PRIMARY KEY ((dataset, bucket), event_time, key, changeset)
 )",
-            // which key buckets ('k') and time buckets ('t') of a dataset hold entries
-            "CREATE TABLE IF NOT EXISTS {ks}.buckets (
+        // which key buckets ('k') and time buckets ('t') of a dataset hold entries
+        "CREATE TABLE IF NOT EXISTS {ks}.buckets (
     dataset text,
     kind    text,
     bucket  bigint,
     PRIMARY KEY ((dataset, kind), bucket)
 )",
-            "CREATE TABLE IF NOT EXISTS {ks}.trainsets (
+        "CREATE TABLE IF NOT EXISTS {ks}.trainsets (
     version        text PRIMARY KEY,
     dataset        text,
     query          text,
@@ -170,19 +197,19 @@ pub(crate) const TENANT: Schema = Schema {
     sample_count   bigint,
     created_at     bigint
 )",
-            "CREATE TABLE IF NOT EXISTS {ks}.pipelines (
+        "CREATE TABLE IF NOT EXISTS {ks}.pipelines (
     name         text PRIMARY KEY,
     document     text,
     status       text,
     submitted_at bigint,
     stopped_at   bigint
 )",
-            "CREATE TABLE IF NOT EXISTS {ks}.pipeline_state (
+        "CREATE TABLE IF NOT EXISTS {ks}.pipeline_state (
     pipeline text PRIMARY KEY,
     version  bigint,
     state    blob
 )",
-            "CREATE TABLE IF NOT EXISTS {ks}.models (
+        "CREATE TABLE IF NOT EXISTS {ks}.models (
     id               text PRIMARY KEY,
     pipeline         text,
     trigger_id       bigint,
@@ -192,7 +219,20 @@ pub(crate) const TENANT: Schema = Schema {
     metrics          map<text, double>,
     created_at       bigint
 )",
-        ],
+    ],
+    columns: &[],
+};
+
+const TENANT_V2: Migration = Migration {
+    version: 2,
+    description: "the time a commit claimed a changeset id",
+    statements: &[],
+    // when the claim (pending_id, pending_hash) was taken: a claim older than the lease
+    // may be taken over by a commit of other content
+    columns: &[Column {
+        table: table::DATASETS,
+        name: "pending_since",
+        cql_type: "bigint",
     }],
 };
 
@@ -254,6 +294,14 @@ pub(crate) async fn migrate(ks: &Ks, schema: &Schema, replication: u32) -> Resul
             false,
         )
         .await?;
+    let column_exists = ks
+        .prepare(
+            "system_schema.columns",
+            "SELECT column_name FROM system_schema.columns
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            true,
+        )
+        .await?;
     for m in schema.migrations.iter().filter(|m| m.version > found) {
         tracing::info!(
             keyspace = %ks.name,
@@ -264,6 +312,19 @@ pub(crate) async fn migrate(ks: &Ks, schema: &Schema, replication: u32) -> Resul
         );
         for statement in m.statements {
             ks.run_unprepared("migrate", "", statement).await?;
+        }
+        for column in m.columns {
+            let found: Option<(String,)> = ks
+                .one(
+                    "look up column",
+                    &column_exists,
+                    (&ks.name, column.table, column.name),
+                )
+                .await?;
+            if found.is_none() {
+                ks.run_unprepared("migrate", column.table, &column.add())
+                    .await?;
+            }
         }
         ks.lwt(
             "record schema version",
@@ -288,8 +349,23 @@ mod tests {
                 for s in m.statements {
                     assert!(s.starts_with("CREATE TABLE IF NOT EXISTS {ks}."), "{s}");
                 }
+                for c in m.columns {
+                    assert!(!m.statements.iter().any(|s| s.contains(c.name)), "{c:?}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn claims_carry_their_time_from_version_2() {
+        let m = &TENANT.migrations[1];
+        assert_eq!(m.version, 2);
+        assert_eq!(
+            m.columns[0].add(),
+            "ALTER TABLE {ks}.datasets ADD pending_since bigint"
+        );
+        assert_eq!(TENANT.supported(), 2);
+        assert_eq!(CATALOGUE.supported(), 1);
     }
 
     #[test]

@@ -34,19 +34,25 @@ pub(crate) struct Statements {
     pub(crate) dataset_state: Stmt,
     pub(crate) dataset_create: Stmt,
     pub(crate) dataset_claim: Stmt,
+    pub(crate) dataset_reclaim: Stmt,
+    pub(crate) dataset_reclaim_untimed: Stmt,
     pub(crate) dataset_advance: Stmt,
     pub(crate) dataset_offsets: Stmt,
     // changesets
     pub(crate) changeset_put: Stmt,
+    pub(crate) changeset_delete: Stmt,
     pub(crate) changeset: Stmt,
     pub(crate) changesets: Stmt,
     pub(crate) entry_put: Stmt,
+    pub(crate) entries_delete: Stmt,
     pub(crate) entries: Stmt,
     // the view
     pub(crate) by_key_put: Stmt,
+    pub(crate) by_key_delete: Stmt,
     pub(crate) by_key_range: Stmt,
     pub(crate) by_key_in: Stmt,
     pub(crate) by_time_put: Stmt,
+    pub(crate) by_time_delete: Stmt,
     pub(crate) by_time_range: Stmt,
     pub(crate) bucket_put: Stmt,
     pub(crate) buckets: Stmt,
@@ -87,7 +93,8 @@ impl Statements {
             .await?,
             dataset_state: p(
                 DATASETS,
-                "SELECT created_at, head, samples, bytes, pending_id, pending_hash
+                "SELECT created_at, head, samples, bytes, pending_id, pending_hash,
+                     pending_since
                  FROM {ks}.datasets WHERE name = ?"
                     .into(),
                 true,
@@ -103,8 +110,30 @@ impl Statements {
             .await?,
             dataset_claim: p(
                 DATASETS,
-                "UPDATE {ks}.datasets SET pending_id = ?, pending_hash = ?
+                "UPDATE {ks}.datasets SET pending_id = ?, pending_hash = ?, pending_since = ?
                  WHERE name = ? IF head = ? AND pending_hash = null"
+                    .into(),
+                false,
+            )
+            .await?,
+            // resume a claim of the same content, or take over a stale one: only the
+            // claim that was read, so a claim renewed meanwhile is left alone
+            dataset_reclaim: p(
+                DATASETS,
+                "UPDATE {ks}.datasets SET pending_hash = ?, pending_since = ?
+                 WHERE name = ?
+                 IF head = ? AND pending_id = ? AND pending_hash = ? AND pending_since = ?"
+                    .into(),
+                false,
+            )
+            .await?,
+            // the same for a claim without a time, the null written in the statement
+            // (conditions on a bound null have misbehaved in some ScyllaDB releases)
+            dataset_reclaim_untimed: p(
+                DATASETS,
+                "UPDATE {ks}.datasets SET pending_hash = ?, pending_since = ?
+                 WHERE name = ?
+                 IF head = ? AND pending_id = ? AND pending_hash = ? AND pending_since = null"
                     .into(),
                 false,
             )
@@ -112,8 +141,8 @@ impl Statements {
             dataset_advance: p(
                 DATASETS,
                 "UPDATE {ks}.datasets SET head = ?, samples = ?, bytes = ?, pending_id = null,
-                     pending_hash = null, offsets = offsets + ?
-                 WHERE name = ? IF head = ? AND pending_hash = ?"
+                     pending_hash = null, pending_since = null, offsets = offsets + ?
+                 WHERE name = ? IF head = ? AND pending_hash = ? AND pending_since = ?"
                     .into(),
                 false,
             )
@@ -126,6 +155,12 @@ impl Statements {
                     "INSERT INTO {{ks}}.changesets ({CHANGESET_COLUMNS}) VALUES ({})",
                     values(17)
                 ),
+                true,
+            )
+            .await?,
+            changeset_delete: p(
+                CHANGESETS,
+                "DELETE FROM {ks}.changesets WHERE dataset = ? AND id = ?".into(),
                 true,
             )
             .await?,
@@ -157,6 +192,14 @@ impl Statements {
                 true,
             )
             .await?,
+            entries_delete: p(
+                CHANGESET_ENTRIES,
+                "DELETE FROM {ks}.changeset_entries
+                 WHERE dataset = ? AND changeset = ? AND part = ?"
+                    .into(),
+                true,
+            )
+            .await?,
             entries: p(
                 CHANGESET_ENTRIES,
                 format!(
@@ -175,6 +218,14 @@ impl Statements {
                      VALUES ({})",
                     values(11)
                 ),
+                true,
+            )
+            .await?,
+            by_key_delete: p(
+                VIEW_BY_KEY,
+                "DELETE FROM {ks}.view_by_key
+                 WHERE dataset = ? AND bucket = ? AND key = ? AND changeset = ?"
+                    .into(),
                 true,
             )
             .await?,
@@ -204,6 +255,14 @@ impl Statements {
                      VALUES ({})",
                     values(11)
                 ),
+                true,
+            )
+            .await?,
+            by_time_delete: p(
+                VIEW_BY_TIME,
+                "DELETE FROM {ks}.view_by_time
+                 WHERE dataset = ? AND bucket = ? AND event_time = ? AND key = ? AND changeset = ?"
+                    .into(),
                 true,
             )
             .await?,

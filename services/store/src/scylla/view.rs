@@ -65,7 +65,7 @@ async fn head(t: &ScyllaTenant, name: &str) -> Result<i64, StoreError> {
 }
 
 /// Reads the entries of a changeset, all parts in key order.
-async fn entries(
+pub(crate) async fn entries(
     t: &ScyllaTenant,
     dataset: &str,
     id: i64,
