@@ -60,6 +60,9 @@ pub enum IngestError {
         /// The offset.
         offset: i64,
     },
+    /// A commit task panicked or was cancelled.
+    #[error("ingest: a changeset commit task failed: {0}")]
+    Task(String),
     /// Another writer kept moving a dataset's head.
     #[error("ingest: dataset {dataset:?} changed under every one of {attempts} commit attempts")]
     Contended {

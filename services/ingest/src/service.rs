@@ -19,6 +19,7 @@ use flywheel_topics::{
 };
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::build::{Pending, Target, build, ingest_consumer, sample_key};
 use crate::{IngestConfig, IngestError, IngestMetrics};
@@ -158,6 +159,16 @@ struct DatasetState {
     open: Vec<Pending>,
     open_bytes: u64,
     opened_at: Option<Instant>,
+    /// The changeset being committed, if any.
+    in_flight: Option<InFlight>,
+}
+
+/// A changeset handed to its commit task; aborted if the service is dropped.
+struct InFlight {
+    handle: AbortOnDropHandle<Result<Committed, IngestError>>,
+    /// First and last source offset per partition of its samples.
+    first: BTreeMap<i32, i64>,
+    last: BTreeMap<i32, i64>,
 }
 
 impl DatasetState {
@@ -195,9 +206,15 @@ impl DatasetState {
         Ok(())
     }
 
-    /// Whether the store or the open changeset already has this source position.
+    /// Whether the store, the changeset in flight or the open one already has this
+    /// source position.
     fn has(&self, partition: i32, offset: i64) -> bool {
         offset < self.stored.get(&partition).copied().unwrap_or(0)
+            || self
+                .in_flight
+                .as_ref()
+                .and_then(|f| f.last.get(&partition))
+                .is_some_and(|last| offset <= *last)
             || self
                 .open
                 .iter()
@@ -206,9 +223,13 @@ impl DatasetState {
                 .is_some_and(|p| offset <= p.offset)
     }
 
-    /// The first open offset per partition.
+    /// The first offset per partition not yet stored: of the changeset in flight, else of
+    /// the open one.
     fn open_from(&self) -> BTreeMap<i32, i64> {
         let mut first = BTreeMap::new();
+        if let Some(f) = &self.in_flight {
+            first.extend(f.first.iter().map(|(p, o)| (*p, *o)));
+        }
         for p in &self.open {
             first.entry(p.partition).or_insert(p.offset);
         }
@@ -238,6 +259,7 @@ impl Run<'_> {
             }
             self.send_rejects().await?;
             self.close_due().await?;
+            self.reap().await?;
             self.commit_bus().await?;
         }
     }
@@ -425,16 +447,28 @@ impl Run<'_> {
         for (tenant, dataset) in open {
             self.close(&tenant, &dataset).await?;
         }
+        let in_flight: Vec<(Tenant, String)> = self
+            .tenants
+            .values()
+            .flat_map(|t| {
+                t.datasets
+                    .iter()
+                    .filter(|(_, d)| d.in_flight.is_some())
+                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
+            })
+            .collect();
+        for (tenant, dataset) in in_flight {
+            self.finish(&tenant, &dataset).await?;
+        }
         self.send_rejects().await
     }
 
-    /// Writes a dataset's open changeset: segments, then the commit with its offsets, then
-    /// the Changeset event. If another writer moved the head meanwhile (a revert from the
-    /// gateway, or another ingest member before a rebalance), reads the dataset again,
-    /// drops what the store already has and commits the rest under the next id.
+    /// Hands a dataset's open changeset to a commit task (segments, then the commit with
+    /// its offsets, then the Changeset event), after the dataset's previous commit has
+    /// finished: commits of a dataset go one after another, while reading goes on.
     async fn close(&mut self, tenant: &Tenant, dataset: &str) -> Result<(), IngestError> {
+        self.finish(tenant, dataset).await?;
         let ingest = self.ingest;
-        let config = &ingest.config;
         let t = self
             .tenants
             .get_mut(tenant)
@@ -443,87 +477,79 @@ impl Run<'_> {
             .datasets
             .get_mut(dataset)
             .expect("a dataset with open samples");
-        let started = Instant::now();
-        let opened = d.open.len();
-        for attempt in 1..=COMMIT_ATTEMPTS {
-            if d.open.is_empty() {
-                break;
-            }
-            let built = build(
-                &Target {
-                    tenant,
-                    topic: &t.samples_topic,
-                    dataset,
-                    id: d.head + 1,
-                    created_at: now_micros(),
-                    segment_bytes: config.segment_bytes,
-                },
-                &d.open,
-            );
-            for (path, bytes) in &built.segments {
-                let payload = PutPayload::from_bytes(bytes.clone());
-                retry_blobs(path.as_ref(), || ingest.blobs.put(path, payload.clone())).await?;
-            }
-            let changeset = built.changeset;
-            let record = changeset.record.clone();
-            let stored = changeset.offsets.clone();
-            match retry_store(|| t.store.commit_changeset(changeset.clone())).await {
-                Ok(outcome) => {
-                    d.exists = true;
-                    d.head = outcome.dataset().head;
-                    for (tp, next) in stored {
-                        d.stored.insert(tp.partition, next);
-                    }
-                    let labels = [tenant.as_str()];
-                    ingest.metrics.changesets.with_label_values(&labels).inc();
-                    ingest
-                        .metrics
-                        .samples
-                        .with_label_values(&labels)
-                        .inc_by(d.open.len() as u64);
-                    ingest
-                        .metrics
-                        .bytes
-                        .with_label_values(&labels)
-                        .inc_by(u64::try_from(record.bytes).unwrap_or(0));
-                    d.open.clear();
-                    d.open_bytes = 0;
-                    d.opened_at = None;
-                    publish_changeset(ingest.bus.as_ref(), tenant, &record).await?;
-                }
-                Err(StoreError::Conflict { .. } | StoreError::Gap { .. })
-                    if attempt < COMMIT_ATTEMPTS =>
-                {
-                    tracing::info!(
-                        %tenant, dataset, id = record.id,
-                        "the dataset moved on meanwhile; reading it again"
-                    );
-                    ingest
-                        .metrics
-                        .commit_retries
-                        .with_label_values(&[tenant.as_str()])
-                        .inc();
-                    d.refresh(t.store.as_ref(), &t.samples_topic, dataset)
-                        .await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        if d.open.is_empty() {
+            return Ok(());
         }
-        if !d.open.is_empty() {
-            return Err(IngestError::Contended {
-                dataset: dataset.to_owned(),
-                attempts: COMMIT_ATTEMPTS,
-            });
+        let samples = std::mem::take(&mut d.open);
+        d.open_bytes = 0;
+        d.opened_at = None;
+        let (mut first, mut last) = (BTreeMap::new(), BTreeMap::new());
+        for p in &samples {
+            first.entry(p.partition).or_insert(p.offset);
+            last.insert(p.partition, p.offset);
         }
-        ingest
-            .metrics
-            .open_samples
-            .with_label_values(&[tenant.as_str()])
-            .sub(i64::try_from(opened).unwrap_or(0));
-        ingest
-            .metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let task = CommitTask {
+            store: Arc::clone(&t.store),
+            blobs: Arc::clone(&ingest.blobs),
+            bus: Arc::clone(&ingest.bus),
+            metrics: ingest.metrics.clone(),
+            tenant: tenant.clone(),
+            topic: t.samples_topic.clone(),
+            dataset: dataset.to_owned(),
+            segment_bytes: ingest.config.segment_bytes,
+        };
+        let head = d.head;
+        d.in_flight = Some(InFlight {
+            handle: AbortOnDropHandle::new(tokio::spawn(task.run(head, samples))),
+            first,
+            last,
+        });
+        Ok(())
+    }
+
+    /// Waits for the dataset's commit in flight, if any, and takes in what it did.
+    async fn finish(&mut self, tenant: &Tenant, dataset: &str) -> Result<(), IngestError> {
+        let Some(d) = self
+            .tenants
+            .get_mut(tenant)
+            .and_then(|t| t.datasets.get_mut(dataset))
+        else {
+            return Ok(());
+        };
+        let Some(in_flight) = d.in_flight.take() else {
+            return Ok(());
+        };
+        let committed = in_flight
+            .handle
+            .await
+            .map_err(|e| IngestError::Task(e.to_string()))??;
+        d.exists = true;
+        d.head = d.head.max(committed.head);
+        for (partition, next) in committed.stored {
+            let e = d.stored.entry(partition).or_insert(next);
+            *e = (*e).max(next);
+        }
+        let stored = &d.stored;
+        d.open
+            .retain(|p| p.offset >= stored.get(&p.partition).copied().unwrap_or(0));
+        Ok(())
+    }
+
+    /// Takes in the commits that finished meanwhile.
+    async fn reap(&mut self) -> Result<(), IngestError> {
+        let done: Vec<(Tenant, String)> = self
+            .tenants
+            .values()
+            .flat_map(|t| {
+                t.datasets
+                    .iter()
+                    .filter(|(_, d)| d.in_flight.as_ref().is_some_and(|f| f.handle.is_finished()))
+                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
+            })
+            .collect();
+        for (tenant, dataset) in done {
+            self.finish(&tenant, &dataset).await?;
+        }
         Ok(())
     }
 
@@ -574,6 +600,112 @@ impl Run<'_> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A changeset's commit, run as a task of its own.
+struct CommitTask {
+    store: Arc<dyn TenantStore>,
+    blobs: Arc<dyn ObjectStore>,
+    bus: Arc<dyn Bus>,
+    metrics: IngestMetrics,
+    tenant: Tenant,
+    topic: String,
+    dataset: String,
+    segment_bytes: u64,
+}
+
+/// What a commit task did: the dataset's head after it, and the stored offsets it knows.
+struct Committed {
+    head: i64,
+    stored: BTreeMap<i32, i64>,
+}
+
+impl CommitTask {
+    /// Writes the segments, commits the changeset as `head + 1` with its offsets and
+    /// publishes its event. If another writer moved the head meanwhile (an edit through the
+    /// gateway, another member before a rebalance), reads the dataset again, drops what the
+    /// store already has and commits the rest under the next id.
+    async fn run(self, mut head: i64, mut samples: Vec<Pending>) -> Result<Committed, IngestError> {
+        let started = Instant::now();
+        let handed = samples.len();
+        let labels = [self.tenant.as_str()];
+        let mut stored = BTreeMap::new();
+        for attempt in 1..=COMMIT_ATTEMPTS {
+            if samples.is_empty() {
+                break;
+            }
+            let built = build(
+                &Target {
+                    tenant: &self.tenant,
+                    topic: &self.topic,
+                    dataset: &self.dataset,
+                    id: head + 1,
+                    created_at: now_micros(),
+                    segment_bytes: self.segment_bytes,
+                },
+                &samples,
+            );
+            for (path, bytes) in &built.segments {
+                let payload = PutPayload::from_bytes(bytes.clone());
+                retry_blobs(path.as_ref(), || self.blobs.put(path, payload.clone())).await?;
+            }
+            let changeset = built.changeset;
+            let record = changeset.record.clone();
+            let offsets = changeset.offsets.clone();
+            match retry_store(|| self.store.commit_changeset(changeset.clone())).await {
+                Ok(outcome) => {
+                    head = outcome.dataset().head;
+                    stored.extend(offsets.into_iter().map(|(tp, next)| (tp.partition, next)));
+                    self.metrics.changesets.with_label_values(&labels).inc();
+                    self.metrics
+                        .samples
+                        .with_label_values(&labels)
+                        .inc_by(samples.len() as u64);
+                    self.metrics
+                        .bytes
+                        .with_label_values(&labels)
+                        .inc_by(u64::try_from(record.bytes).unwrap_or(0));
+                    samples.clear();
+                    publish_changeset(self.bus.as_ref(), &self.tenant, &record).await?;
+                }
+                Err(StoreError::Conflict { .. } | StoreError::Gap { .. })
+                    if attempt < COMMIT_ATTEMPTS =>
+                {
+                    tracing::info!(
+                        tenant = %self.tenant, dataset = self.dataset, id = record.id,
+                        "the dataset moved on meanwhile; reading it again"
+                    );
+                    self.metrics.commit_retries.with_label_values(&labels).inc();
+                    let now = retry_store(|| self.store.dataset(&self.dataset)).await?;
+                    head = now.map_or(0, |d| d.head);
+                    let consumer = ingest_consumer(&self.dataset);
+                    let offsets = retry_store(|| self.store.consumer_offsets(&consumer)).await?;
+                    stored.extend(
+                        offsets
+                            .into_iter()
+                            .filter(|(tp, _)| tp.topic == self.topic)
+                            .map(|(tp, next)| (tp.partition, next)),
+                    );
+                    samples.retain(|p| p.offset >= stored.get(&p.partition).copied().unwrap_or(0));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !samples.is_empty() {
+            return Err(IngestError::Contended {
+                dataset: self.dataset,
+                attempts: COMMIT_ATTEMPTS,
+            });
+        }
+        self.metrics
+            .open_samples
+            .with_label_values(&labels)
+            .sub(i64::try_from(handed).unwrap_or(0));
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Committed { head, stored })
     }
 }
 
