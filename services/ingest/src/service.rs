@@ -402,6 +402,19 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The datasets (with their tenants) whose state matches.
+    fn datasets_where(&self, matches: impl Fn(&DatasetState) -> bool) -> Vec<(Tenant, String)> {
+        self.tenants
+            .values()
+            .flat_map(|t| {
+                t.datasets
+                    .iter()
+                    .filter(|(_, d)| matches(d))
+                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
+            })
+            .collect()
+    }
+
     /// When the oldest open changeset is due by age.
     fn next_deadline(&self) -> Option<Instant> {
         let age = self.ingest.config.changeset_age;
@@ -416,16 +429,7 @@ impl Run<'_> {
     async fn close_due(&mut self) -> Result<(), IngestError> {
         let age = self.ingest.config.changeset_age;
         let now = Instant::now();
-        let due: Vec<(Tenant, String)> = self
-            .tenants
-            .values()
-            .flat_map(|t| {
-                t.datasets
-                    .iter()
-                    .filter(|(_, d)| d.opened_at.is_some_and(|at| at + age <= now))
-                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
-            })
-            .collect();
+        let due = self.datasets_where(|d| d.opened_at.is_some_and(|at| at + age <= now));
         for (tenant, dataset) in due {
             self.close(&tenant, &dataset).await?;
         }
@@ -434,29 +438,11 @@ impl Run<'_> {
 
     /// Commits every open changeset (on stop).
     async fn close_all(&mut self) -> Result<(), IngestError> {
-        let open: Vec<(Tenant, String)> = self
-            .tenants
-            .values()
-            .flat_map(|t| {
-                t.datasets
-                    .iter()
-                    .filter(|(_, d)| !d.open.is_empty())
-                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
-            })
-            .collect();
+        let open = self.datasets_where(|d| !d.open.is_empty());
         for (tenant, dataset) in open {
             self.close(&tenant, &dataset).await?;
         }
-        let in_flight: Vec<(Tenant, String)> = self
-            .tenants
-            .values()
-            .flat_map(|t| {
-                t.datasets
-                    .iter()
-                    .filter(|(_, d)| d.in_flight.is_some())
-                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
-            })
-            .collect();
+        let in_flight = self.datasets_where(|d| d.in_flight.is_some());
         for (tenant, dataset) in in_flight {
             self.finish(&tenant, &dataset).await?;
         }
@@ -537,16 +523,8 @@ impl Run<'_> {
 
     /// Takes in the commits that finished meanwhile.
     async fn reap(&mut self) -> Result<(), IngestError> {
-        let done: Vec<(Tenant, String)> = self
-            .tenants
-            .values()
-            .flat_map(|t| {
-                t.datasets
-                    .iter()
-                    .filter(|(_, d)| d.in_flight.as_ref().is_some_and(|f| f.handle.is_finished()))
-                    .map(|(name, _)| (t.tenant.clone(), name.clone()))
-            })
-            .collect();
+        let done =
+            self.datasets_where(|d| d.in_flight.as_ref().is_some_and(|f| f.handle.is_finished()));
         for (tenant, dataset) in done {
             self.finish(&tenant, &dataset).await?;
         }

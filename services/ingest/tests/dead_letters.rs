@@ -8,11 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::bus::{Fixture, collect};
+use common::bus::Fixture;
 use common::{Stack, sample};
 use flywheel_ingest::IngestConfig;
 use flywheel_schemas::{MARKER, RejectedSample, decode, encode, now_micros};
-use flywheel_topics::{ConsumerConfig, Record, Subscription, TopicKind};
+use flywheel_topics::{Record, TopicKind};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -73,15 +73,8 @@ async fn bad_input_goes_to_dead_letters(f: Fixture) {
     });
     stack.wait_for("sensors", bad.len() as i64 + 1, WAIT).await;
 
-    let mut consumer = stack
-        .bus
-        .subscribe(ConsumerConfig::new(
-            common::unique("operator"),
-            Subscription::topic(stack.topic(TopicKind::SamplesRejected)),
-        ))
-        .await
-        .unwrap();
-    let letters: Vec<RejectedSample> = collect(consumer.as_mut(), bad.len(), WAIT)
+    let letters: Vec<RejectedSample> = stack
+        .read_topic(TopicKind::SamplesRejected, bad.len())
         .await
         .iter()
         .map(|m| decode::<RejectedSample>(&m.value).expect("a RejectedSample"))
@@ -155,15 +148,7 @@ async fn oversized_messages_are_refused_unread(f: Fixture) {
         ..stack.config()
     });
     stack.wait_for("sensors", 1, WAIT).await;
-    let mut consumer = stack
-        .bus
-        .subscribe(ConsumerConfig::new(
-            common::unique("operator"),
-            Subscription::topic(stack.topic(TopicKind::SamplesRejected)),
-        ))
-        .await
-        .unwrap();
-    let letters = collect(consumer.as_mut(), 1, WAIT).await;
+    let letters = stack.read_topic(TopicKind::SamplesRejected, 1).await;
     running.stop().await;
     let letter = decode::<RejectedSample>(&letters[0].value).unwrap();
     assert_eq!(letter.reason, "payload_too_large");

@@ -8,26 +8,19 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::bus::{Fixture, collect};
+use common::bus::Fixture;
 use common::{Stack, identities, sample};
 use flywheel_ingest::sample_key;
 use flywheel_schemas::{Changeset, ChangesetKind, Sample, decode};
 use flywheel_store::SampleLocation;
-use flywheel_topics::{ConsumerConfig, Subscription, TopicKind};
+use flywheel_topics::TopicKind;
 use rand::Rng;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn changeset_events(stack: &Stack, n: usize) -> Vec<Changeset> {
-    let mut consumer = stack
-        .bus
-        .subscribe(ConsumerConfig::new(
-            common::unique("reader"),
-            Subscription::topic(stack.topic(TopicKind::Changesets)),
-        ))
-        .await
-        .expect("subscribe");
-    collect(consumer.as_mut(), n, WAIT)
+    stack
+        .read_topic(TopicKind::Changesets, n)
         .await
         .iter()
         .map(|m| decode::<Changeset>(&m.value).expect("a Changeset event"))

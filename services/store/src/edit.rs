@@ -141,10 +141,7 @@ async fn plan(
                 return Err(invalid("no keys to remove".into()));
             }
             let set: BTreeSet<u64> = keys.iter().copied().collect();
-            let rows = view(store, dataset, head, &set).await?;
-            if let Some(k) = set.iter().find(|k| !rows.contains_key(k)) {
-                return Err(invalid(format!("key {k} is not in the dataset")));
-            }
+            let rows = in_view(store, dataset, head, &set).await?;
             let mut c = NewChangeset::new(ChangesetRecord::new(
                 dataset,
                 id,
@@ -174,10 +171,7 @@ async fn plan(
                 return Err(invalid("no labels to set".into()));
             }
             let set: BTreeSet<u64> = labels.iter().map(|(k, _)| *k).collect();
-            let rows = view(store, dataset, head, &set).await?;
-            if let Some(k) = set.iter().find(|k| !rows.contains_key(k)) {
-                return Err(invalid(format!("key {k} is not in the dataset")));
-            }
+            let rows = in_view(store, dataset, head, &set).await?;
             let mut c = NewChangeset::new(ChangesetRecord::new(
                 dataset,
                 id,
@@ -256,6 +250,23 @@ fn counted<'a>(mut c: NewChangeset, rows: impl Iterator<Item = &'a IndexRow>) ->
     c.record.sample_count = n;
     c.record.bytes = bytes;
     c
+}
+
+/// The rows of `keys` in the dataset's view at `head`; every key must be there.
+async fn in_view(
+    store: &dyn TenantStore,
+    dataset: &str,
+    head: i64,
+    keys: &BTreeSet<u64>,
+) -> Result<BTreeMap<u64, IndexRow>, StoreError> {
+    let rows = view(store, dataset, head, keys).await?;
+    match keys.iter().find(|k| !rows.contains_key(k)) {
+        Some(k) => Err(StoreError::invalid(
+            format!("edit of dataset {dataset:?}"),
+            format!("key {k} is not in the dataset"),
+        )),
+        None => Ok(rows),
+    }
 }
 
 /// The rows of `keys` in the view as of changeset `as_of` (none before changeset 1).

@@ -172,6 +172,19 @@ impl Stack {
         }
     }
 
+    /// The first `n` messages of one of the tenant's topics, read by a group of its own.
+    pub async fn read_topic(&self, kind: TopicKind, n: usize) -> Vec<flywheel_topics::Message> {
+        let mut consumer = self
+            .bus
+            .subscribe(flywheel_topics::ConsumerConfig::new(
+                unique("reader"),
+                flywheel_topics::Subscription::topic(self.topic(kind)),
+            ))
+            .await
+            .expect("subscribe");
+        bus::collect(consumer.as_mut(), n, Duration::from_secs(60)).await
+    }
+
     /// Every row every changeset of the dataset added, by changeset (duplicates kept).
     pub async fn all_rows(&self, dataset: &str) -> Vec<IndexRow> {
         let store = self.store().await;
