@@ -72,7 +72,7 @@ pub struct Refused {
 
 /// Reads a body into the records to publish (the original line for JSON, the sample
 /// single-object encoded for Avro), or every refusal.
-pub fn read_body(format: BodyFormat, body: &[u8]) -> Result<Vec<Record>, Vec<Refused>> {
+pub fn parse_body(format: BodyFormat, body: &[u8]) -> Result<Vec<Record>, Vec<Refused>> {
     let mut records = Vec::new();
     let mut refused = Vec::new();
     let mut take = |line: usize, result: Result<(Sample, Vec<u8>), SampleError>| match result {
@@ -151,7 +151,7 @@ pub(crate) async fn post_samples(
             ),
         );
     };
-    let records = match read_body(format, &body) {
+    let records = match parse_body(format, &body) {
         Ok(r) if r.is_empty() => {
             return api_error(StatusCode::BAD_REQUEST, "the body has no samples");
         }
@@ -213,13 +213,13 @@ mod tests {
     #[test]
     fn json_lines_are_checked_line_by_line() {
         let body = b"{\"dataset\":\"s\",\"features\":[1],\"event_time\":\"2026-11-21T10:00:00Z\"}\n\n  {\"dataset\":\"s\",\"features\":[2],\"event_time\":\"2026-11-21T10:00:01Z\"}  \n";
-        let records = read_body(BodyFormat::JsonLines, body).unwrap();
+        let records = parse_body(BodyFormat::JsonLines, body).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].key.as_deref(), Some(&b"s"[..]));
         assert!(records[1].value.starts_with(b"{\"dataset\""));
 
         let bad = b"{\"dataset\":\"s\",\"features\":[1],\"event_time\":\"2026-11-21T10:00:00Z\"}\nnot json\n{\"dataset\":\"s\",\"features\":[1],\"label\":3,\"event_time\":\"2026-11-21T10:00:00Z\"}";
-        let refused = read_body(BodyFormat::JsonLines, bad).unwrap_err();
+        let refused = parse_body(BodyFormat::JsonLines, bad).unwrap_err();
         assert_eq!(
             refused
                 .iter()
@@ -245,16 +245,16 @@ mod tests {
             writer.append_ser(&sample).unwrap();
         }
         let file = writer.into_inner().unwrap();
-        let records = read_body(BodyFormat::AvroFile, &file).unwrap();
+        let records = parse_body(BodyFormat::AvroFile, &file).unwrap();
         assert_eq!(records.len(), 3);
         assert_eq!(
             flywheel_schemas::decode::<Sample>(&records[0].value).unwrap(),
             sample
         );
 
-        let refused = read_body(BodyFormat::AvroFile, b"Obj\x01garbage").unwrap_err();
+        let refused = parse_body(BodyFormat::AvroFile, b"Obj\x01garbage").unwrap_err();
         assert_eq!(refused[0].reason, "not_avro_or_json");
-        let cut = read_body(BodyFormat::AvroFile, &file[..file.len() - 3]);
+        let cut = parse_body(BodyFormat::AvroFile, &file[..file.len() - 3]);
         assert!(cut.is_err(), "a truncated file is refused");
     }
 }

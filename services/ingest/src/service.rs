@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flywheel_schemas::{RejectReason, RejectedSample, decode_sample, encode, now_micros};
-use flywheel_store::{ChangesetRecord, MetaStore, StoreError, TenantStore, TopicPartition};
+use flywheel_store::{
+    ChangesetRecord, Dataset, MetaStore, StoreError, TenantStore, TopicPartition,
+};
 use flywheel_topics::catalogue::parse_topic;
 use flywheel_topics::{
     Bus, BusError, Consumer, ConsumerConfig, Message, Record, Tenant, TopicKind,
@@ -185,16 +187,10 @@ impl DatasetState {
         topic: &str,
         name: &str,
     ) -> Result<(), IngestError> {
-        let dataset = retry_store(|| store.dataset(name)).await?;
-        let consumer = ingest_consumer(name);
-        let offsets = retry_store(|| store.consumer_offsets(&consumer)).await?;
+        let (dataset, stored) = stored_state(store, topic, name).await?;
         self.exists = dataset.is_some();
         self.head = dataset.map_or(0, |d| d.head);
-        self.stored = offsets
-            .into_iter()
-            .filter(|(tp, _)| tp.topic == topic)
-            .map(|(tp, next)| (tp.partition, next))
-            .collect();
+        self.stored = stored;
         self.stale = false;
         let stored = &self.stored;
         self.open
@@ -581,6 +577,24 @@ impl Run<'_> {
     }
 }
 
+/// A dataset as the store has it, and the next source offset per partition of `topic` it
+/// holds (what ingest stored with its changesets).
+async fn stored_state(
+    store: &dyn TenantStore,
+    topic: &str,
+    dataset: &str,
+) -> Result<(Option<Dataset>, BTreeMap<i32, i64>), IngestError> {
+    let d = retry_store(|| store.dataset(dataset)).await?;
+    let consumer = ingest_consumer(dataset);
+    let offsets = retry_store(|| store.consumer_offsets(&consumer)).await?;
+    let stored = offsets
+        .into_iter()
+        .filter(|(tp, _)| tp.topic == topic)
+        .map(|(tp, next)| (tp.partition, next))
+        .collect();
+    Ok((d, stored))
+}
+
 /// A changeset's commit, run as a task of its own.
 struct CommitTask {
     store: Arc<dyn TenantStore>,
@@ -655,16 +669,10 @@ impl CommitTask {
                         "the dataset moved on meanwhile; reading it again"
                     );
                     self.metrics.commit_retries.with_label_values(&labels).inc();
-                    let now = retry_store(|| self.store.dataset(&self.dataset)).await?;
+                    let (now, now_stored) =
+                        stored_state(self.store.as_ref(), &self.topic, &self.dataset).await?;
                     head = now.map_or(0, |d| d.head);
-                    let consumer = ingest_consumer(&self.dataset);
-                    let offsets = retry_store(|| self.store.consumer_offsets(&consumer)).await?;
-                    stored.extend(
-                        offsets
-                            .into_iter()
-                            .filter(|(tp, _)| tp.topic == self.topic)
-                            .map(|(tp, next)| (tp.partition, next)),
-                    );
+                    stored.extend(now_stored);
                     samples.retain(|p| p.offset >= stored.get(&p.partition).copied().unwrap_or(0));
                 }
                 Err(e) => return Err(e.into()),
