@@ -217,6 +217,21 @@ fn a_corrupt_segment_is_reported_by_file_and_position() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("corrupt log segment"), "{stderr}");
     assert!(stderr.contains(&segment.display().to_string()), "{stderr}");
+
+    // `flywheel up` stops with the failed service's error rather than serve on without it
+    let (out, _, stderr) = run_flywheel(
+        dir.path(),
+        &[
+            "up",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the ingest service failed"), "{stderr}");
+    assert!(stderr.contains("corrupt log segment"), "{stderr}");
 }
 
 #[test]
