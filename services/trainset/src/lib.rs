@@ -1,0 +1,20 @@
+//! flywheel's training sets, the Salesforce "virtual dataset" made concrete: a training
+//! set is a query over a dataset's changesets ([`QueryRequest`]), pinned to a changeset and
+//! named by the hash of its canonical form ([`Version`]). Preparing it ([`prepare`])
+//! writes its manifest (every selected sample, in a deterministic order) to the blob
+//! store; reading it serves the manifest's shards as WebDataset-style tar archives
+//! ([`stored_shard`]).
+
+mod error;
+pub mod manifest;
+mod prepare;
+mod query;
+mod shard;
+
+pub use error::TrainsetError;
+pub use manifest::{Entry, Footer, RestrictedPart, ShardSpan};
+pub use prepare::{Prepared, manifest_path, prepare, read_footer};
+pub use query::{
+    ChangesetRange, Query, QueryRequest, Selection, Version, format_changesets, parse_changesets,
+};
+pub use shard::{own_object, stored_shard, tar_end, tar_member};
