@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, CI): formatting, lints, then the whole test suite, with the
 # Kafka backend's tests against a real Kafka-API broker (tansu) that this script installs
-# (cached outside the clone) and starts, and /metrics checked by promtool (installed from
-# Debian's packages). Nothing else needs to be installed by hand.
+# (cached outside the clone) and starts, /metrics checked by promtool (installed from
+# Debian's packages), and training-set shards read by Python's webdataset package (in a
+# cached virtual environment). Nothing else needs to be installed by hand.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -12,6 +13,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "installing what the tests need"
 scripts/install-tansu.sh >/dev/null
 scripts/install-promtool.sh >/dev/null
+FLYWHEEL_TEST_PYTHON="$(scripts/install-webdataset.sh)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -21,6 +23,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests (the Kafka backend's against tansu)"
 export FLYWHEEL_REQUIRE_KAFKA=1 FLYWHEEL_REQUIRE_PROMTOOL=1
+export FLYWHEEL_TEST_PYTHON FLYWHEEL_REQUIRE_WEBDATASET=1
 if cargo nextest --version >/dev/null 2>&1; then
   scripts/with-kafka.sh cargo nextest run --workspace --locked --profile ci
 else

@@ -1,7 +1,7 @@
 //! Helpers for the end-to-end tests: they run the `flywheel` binary as a user would, in a
 //! temporary data directory, and look only at its exit status, stdout and stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -179,4 +179,58 @@ pub fn terminate(pid: u32) {
         .status()
         .expect("run kill");
     assert!(status.success());
+}
+
+/// `n` samples of `dataset` as JSON lines: features `[i, 1.5]`, labels `0`, `1`, `2` in
+/// turn, one second apart.
+pub fn sample_lines(n: usize, dataset: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"dataset":"{dataset}","features":[{i},1.5],"label":"{}","event_time":"2026-11-21T10:{:02}:{:02}Z"}}"#,
+                i % 3,
+                i / 60 % 60,
+                i % 60
+            ) + "\n"
+        })
+        .collect()
+}
+
+/// `flywheel ARGS... --server URL`, its exit status and output.
+pub fn cli(dir: &Path, server: &Server, args: &[&str]) -> (bool, String, String) {
+    let mut c = flywheel(dir);
+    c.args(args)
+        .args(["--server", &format!("http://{}", server.addr)]);
+    let (out, stdout, stderr) = run(c);
+    (out.status.success(), stdout, stderr)
+}
+
+/// `flywheel ARGS... --json` against the server, which must succeed; its JSON.
+pub fn cli_json(dir: &Path, server: &Server, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, stdout, stderr) = cli(dir, server, &all);
+    assert!(ok, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+/// Waits (up to a minute) until `dataset` has at least `n` samples.
+pub fn wait_for_samples(dir: &Path, server: &Server, dataset: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (ok, stdout, _) = cli(dir, server, &["dataset", "show", dataset, "--json"]);
+        let have = ok
+            .then(|| serde_json::from_str::<serde_json::Value>(&stdout).ok())
+            .flatten()
+            .and_then(|v| v["samples"].as_u64())
+            .unwrap_or(0);
+        if have >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dataset}: {have} of {n} samples"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -1,60 +1,10 @@
 //! Samples in through the command line and the gateway, stored by ingest, inspected and
 //! edited with `flywheel dataset` and `flywheel changeset`, all through the binary.
 
-use std::time::{Duration, Instant};
-
-use flywheel_tests::{Server, flywheel, http_get, run, run_flywheel};
-use serde_json::Value;
-
-fn samples(n: usize, dataset: &str) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"dataset":"{dataset}","features":[{i},1.5],"label":"{}","event_time":"2026-11-21T10:{:02}:{:02}Z"}}"#,
-                i % 3,
-                i / 60 % 60,
-                i % 60
-            ) + "\n"
-        })
-        .collect()
-}
-
-/// `flywheel ARGS... --server URL`, its exit status and output.
-fn cli(dir: &std::path::Path, server: &Server, args: &[&str]) -> (bool, String, String) {
-    let mut c = flywheel(dir);
-    c.args(args)
-        .args(["--server", &format!("http://{}", server.addr)]);
-    let (out, stdout, stderr) = run(c);
-    (out.status.success(), stdout, stderr)
-}
-
-fn json(dir: &std::path::Path, server: &Server, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let (ok, stdout, stderr) = cli(dir, server, &all);
-    assert!(ok, "{args:?}: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
-}
-
-fn wait_for_samples(dir: &std::path::Path, server: &Server, dataset: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, stdout, _) = cli(dir, server, &["dataset", "show", dataset, "--json"]);
-        let have = ok
-            .then(|| serde_json::from_str::<Value>(&stdout).ok())
-            .flatten()
-            .and_then(|v| v["samples"].as_u64())
-            .unwrap_or(0);
-        if have >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{dataset}: {have} of {n} samples"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use flywheel_tests::{
+    Server, cli, cli_json as json, flywheel, http_get, run_flywheel, sample_lines as samples,
+    wait_for_samples,
+};
 
 #[test]
 fn produce_ingest_inspect_and_edit() {

@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 use crate::cli::{ChangesetCommand, DatasetCommand, Global, RelabelArgs, RemoveArgs};
 use crate::client::Client;
 
-fn time(micros: i64) -> String {
+pub(crate) fn time(micros: i64) -> String {
     format_rfc3339(micros).unwrap_or_else(|_| micros.to_string())
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

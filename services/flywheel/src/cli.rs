@@ -107,8 +107,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ChangesetCommand,
     },
-    /// Prepare and fetch versioned training sets.
-    Trainset(Pending),
+    /// Prepare, list, show and fetch versioned training sets: a training set is a query
+    /// over a dataset's changesets, pinned to a changeset; its version is a hash of the
+    /// query.
+    Trainset {
+        #[command(subcommand)]
+        command: TrainsetCommand,
+    },
     /// Submit, list, show and stop pipelines.
     Pipeline(Pending),
     /// List, show, fetch models and walk their lineage.
@@ -259,6 +264,79 @@ pub(crate) struct RelabelArgs {
     pub(crate) clear: Vec<u64>,
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum TrainsetCommand {
+    /// Prepares a training set and prints its version. Without --as-of the query is
+    /// pinned to the dataset's head now; the same query gives the same version.
+    Prepare(PrepareArgs),
+    /// The training sets of the tenant (or of one dataset), oldest first.
+    List {
+        /// Only those of this dataset.
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+    /// A training set's query, sample count, label histogram and shards.
+    Show {
+        /// The version.
+        #[arg(id = "trainset", value_name = "VERSION")]
+        version: String,
+    },
+    /// Writes a training set to a directory: its WebDataset-style tar shards
+    /// (shard-000000.tar, ...), its manifest (manifest.bin) and summary (trainset.json).
+    Get(GetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PrepareArgs {
+    /// The dataset.
+    #[arg(long)]
+    pub(crate) dataset: String,
+    /// Only samples with this label (repeatable: any of them).
+    #[arg(long = "label", value_name = "LABEL")]
+    pub(crate) labels: Vec<String>,
+    /// Only samples with event time at or after this (RFC 3339).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Only samples with event time before this (RFC 3339).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Only the newest fraction by event time, in (0, 1]: 0.8 is the newest 80 %.
+    #[arg(long)]
+    pub(crate) percentage: Option<f64>,
+    /// Only samples added by these changesets, e.g. 1,3-5.
+    #[arg(long)]
+    pub(crate) changesets: Option<String>,
+    /// Read the dataset as of this changeset (default: its head now).
+    #[arg(long)]
+    pub(crate) as_of: Option<i64>,
+    /// Then draw this many samples uniformly (seeded by --seed).
+    #[arg(long, conflicts_with = "per_label")]
+    pub(crate) sample: Option<u64>,
+    /// Then draw up to this many samples of each label (seeded by --seed).
+    #[arg(long)]
+    pub(crate) per_label: Option<u64>,
+    /// The seed of --sample or --per-label.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The version.
+    #[arg(id = "trainset", value_name = "VERSION")]
+    pub(crate) version: String,
+    /// The directory to write to (created; existing shard files are replaced).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Write rows of restricted sources to the directory too. They are otherwise never
+    /// stored anywhere: with this flag, keeping DIR safe is up to you.
+    #[arg(long)]
+    pub(crate) write_restricted_rows: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct TopicsArgs {
     /// Show the topic names of this tenant instead of the `{tenant}` pattern.
@@ -283,4 +361,16 @@ pub(crate) struct DemoArgs {
     /// Hide the progress bars.
     #[arg(long)]
     pub(crate) quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap's own checks of every command and flag (names, conflicts, defaults), which it
+    /// otherwise runs only when a command is used.
+    #[test]
+    fn commands_are_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -59,11 +59,7 @@ impl Client {
             .await
             .with_context(|| format!("reading the answer of {}", self.base))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            bail!("{}", self.refusal(status, &message));
+            bail!("{}", self.refusal(status, &error_message(&body)));
         }
         serde_json::from_slice(&body).with_context(|| {
             format!(
@@ -71,6 +67,26 @@ impl Client {
                 self.base
             )
         })
+    }
+
+    /// Sends a request and returns the answer to be read as a stream; an error answer
+    /// becomes an error with the gateway's message.
+    pub(crate) async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        let response = self
+            .request(method, path)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        bail!("{}", self.refusal(status, &error_message(&body)));
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -109,4 +125,12 @@ impl Client {
             _ => format!("{message} ({status})"),
         }
     }
+}
+
+/// The message of an error answer: its JSON `error`, or its text.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }

@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod produce;
 mod topics_cmd;
+mod trainset_cmd;
 mod up;
 
 use std::process::ExitCode;
@@ -46,7 +47,9 @@ fn main() -> ExitCode {
         Command::Changeset { command } => {
             runtime().and_then(|rt| rt.block_on(admin::changeset(&cli.global, &command)))
         }
-        Command::Trainset(_) => return pending("trainset"),
+        Command::Trainset { command } => {
+            runtime().and_then(|rt| rt.block_on(trainset_cmd::run(&cli.global, &command)))
+        }
         Command::Pipeline(_) => return pending("pipeline"),
         Command::Model(_) => return pending("model"),
         Command::Topics(args) => {

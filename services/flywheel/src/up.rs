@@ -120,6 +120,7 @@ pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result
         backends: Backends {
             bus: Arc::clone(&bus),
             meta: Arc::clone(&meta),
+            blobs: Arc::clone(&blobs),
         },
     };
     let (listener, addr) = bind(settings.http)

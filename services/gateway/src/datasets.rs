@@ -17,7 +17,7 @@ use crate::{AppState, Caller, api_error};
 
 /// An error answer: a status and a message (`{"error": "..."}`).
 #[derive(Debug)]
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -44,9 +44,12 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
-async fn tenant_store(state: &AppState, caller: &Caller) -> Result<Arc<dyn TenantStore>, ApiError> {
+pub(crate) async fn tenant_store(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Arc<dyn TenantStore>, ApiError> {
     Ok(state.backends.meta.tenant(&caller.tenant).await?)
 }
 

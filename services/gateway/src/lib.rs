@@ -7,6 +7,7 @@ mod auth;
 mod datasets;
 mod health;
 pub mod samples;
+mod trainsets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,12 +20,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flywheel_store::MetaStore;
 use flywheel_topics::{Bus, TopicKind};
+use object_store::ObjectStore;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, AuthError, Caller};
 pub use health::{Check, HealthCheck};
+pub use trainsets::SAMPLES_HEADER;
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct Backends {
     pub bus: Arc<dyn Bus>,
     /// The metadata store.
     pub meta: Arc<dyn MetaStore>,
+    /// The blob store (segments, manifests), each tenant under its own prefix.
+    pub blobs: Arc<dyn ObjectStore>,
 }
 
 /// Largest request body `POST /api/v1/samples` takes.
@@ -76,6 +81,10 @@ pub fn gateway_routes(state: AppState) -> Router {
             get(datasets::changesets).post(datasets::edit),
         )
         .route("/datasets/{name}/changesets/{id}", get(datasets::changeset))
+        .route("/trainsets", get(trainsets::list).post(trainsets::prepare))
+        .route("/trainsets/{version}", get(trainsets::show))
+        .route("/trainsets/{version}/manifest", get(trainsets::manifest))
+        .route("/trainsets/{version}/shards/{n}", get(trainsets::shard))
         .with_state(state.clone());
     base_routes(state)
         .nest("/api/v1", api)

@@ -57,6 +57,7 @@ impl Gateway {
             backends: Backends {
                 bus: Arc::clone(&bus),
                 meta: Arc::clone(&meta),
+                blobs: Arc::new(object_store::memory::InMemory::new()),
             },
         };
         let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();

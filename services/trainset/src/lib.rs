@@ -10,6 +10,7 @@ pub mod manifest;
 mod prepare;
 mod query;
 mod shard;
+mod summary;
 
 pub use error::TrainsetError;
 pub use manifest::{Entry, Footer, RestrictedPart, ShardSpan};
@@ -18,3 +19,4 @@ pub use query::{
     ChangesetRange, Query, QueryRequest, Selection, Version, format_changesets, parse_changesets,
 };
 pub use shard::{own_object, stored_shard, tar_end, tar_member};
+pub use summary::{LabelCount, Summary};

@@ -31,6 +31,8 @@ const READ_AHEAD: usize = 2;
 pub struct Prepared {
     /// Its record in the metadata store.
     pub record: TrainsetRecord,
+    /// Its manifest's footer.
+    pub footer: Footer,
     /// Whether this call made it (`false`: it had been prepared before).
     pub created: bool,
 }
@@ -57,8 +59,10 @@ pub async fn prepare(
     let query = Query::pin(request, dataset.head)?;
     let version = query.version();
     if let Some(record) = store.trainset(version.as_str()).await? {
+        let footer = read_footer(blobs, &record).await?;
         return Ok(Prepared {
             record,
+            footer,
             created: false,
         });
     }
@@ -119,7 +123,11 @@ pub async fn prepare(
         Err(e) => return Err(e.into()),
     };
     let record = store.trainset(version.as_str()).await?.unwrap_or(record);
-    Ok(Prepared { record, created })
+    Ok(Prepared {
+        record,
+        footer,
+        created,
+    })
 }
 
 /// The dataset's view as of the query's changeset, reduced to what the query asks for:
