@@ -5,6 +5,7 @@
 mod bench_bus;
 mod bench_ingest;
 mod bench_meta;
+mod bench_prepare;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,9 @@ enum Bench {
     /// Samples stored per second by the ingest service (segments, index rows,
     /// changesets), against reading, decoding and validating the same samples from the bus.
     Ingest(bench_ingest::IngestArgs),
+    /// Time and memory to prepare a training set as its dataset grows (1 M to 10 M
+    /// samples), against reading the same index rows with one bare SELECT.
+    Prepare(bench_prepare::PrepareArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Ingest(args),
         } => rt.block_on(bench_ingest::run(&args)),
+        Command::Bench {
+            bench: Bench::Prepare(args),
+        } => rt.block_on(bench_prepare::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 //! `scylla://HOST:PORT`); payloads go through `object_store` ([`blobs`]).
 
 pub mod blobs;
+mod block;
 mod edit;
 mod error;
 pub mod model;
@@ -15,6 +16,7 @@ mod store;
 use std::sync::Arc;
 
 pub use self::scylla::ScyllaStore;
+pub use block::RowBlock;
 pub use edit::{DatasetStats, Edit, Filter, commit_edit, dataset_stats};
 pub use error::StoreError;
 pub use flywheel_schemas::{ChangesetKind, RestrictedQuery, SourceRange};

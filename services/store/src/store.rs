@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use flywheel_topics::{Tenant, TopicPartition};
 
 use crate::StoreError;
+use crate::block::RowBlock;
 use crate::model::{
     ChangesetRecord, CommitOutcome, Dataset, IndexRow, ModelRecord, NewChangeset, PipelineRecord,
     PutOutcome, TrainsetRecord,
@@ -77,6 +78,14 @@ pub trait TenantStore: Send + Sync + fmt::Debug {
 
     /// The rows a changeset added, by key, as it added them.
     async fn rows_by_changeset(&self, dataset: &str, id: i64) -> Result<Vec<IndexRow>, StoreError>;
+
+    /// The rows a changeset added, as one columnar [`RowBlock`]: the read behind scans of
+    /// a whole dataset. The default builds it from [`TenantStore::rows_by_changeset`]; a
+    /// backend that stores blocks reads them.
+    async fn row_block(&self, dataset: &str, id: i64) -> Result<RowBlock, StoreError> {
+        let rows = self.rows_by_changeset(dataset, id).await?;
+        Ok(RowBlock::from_rows(id, &rows))
+    }
 
     /// The dataset's current view of keys `from_key..=to_key`, by key, at most `limit`.
     async fn rows_by_key_range(

@@ -174,7 +174,7 @@ async fn a_store_of_a_newer_version_is_refused() {
             err,
             StoreError::WrongVersion {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -260,4 +260,46 @@ async fn a_lost_tenant_database_is_not_silently_recreated() {
         "{msg}"
     );
     assert!(!dir.path().join("meta.acme.db").exists());
+}
+
+/// Changesets committed before row blocks were kept (schema version 1) have none: their
+/// blocks are built from their rows.
+#[tokio::test]
+async fn changesets_without_a_stored_block_are_read_from_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let store = open(&url(&path)).await.unwrap();
+    let acme = Tenant::new("acme").unwrap();
+    let t = store.tenant(&acme).await.unwrap();
+    let mut cs = flywheel_store::NewChangeset::new(flywheel_store::ChangesetRecord::new(
+        "d",
+        1,
+        flywheel_schemas::ChangesetKind::Add,
+        0,
+    ));
+    cs.rows = (0..3)
+        .map(|k| flywheel_store::IndexRow {
+            key: k,
+            changeset: 1,
+            location: flywheel_store::SampleLocation::Blob {
+                uri: format!("acme/d/{k}"),
+            },
+            label: Some("x".into()),
+            event_time: 0,
+            size: 1,
+        })
+        .collect();
+    t.commit_changeset(cs.clone()).await.unwrap();
+    let stored = t.row_block("d", 1).await.unwrap();
+    drop((t, store));
+    let removed = rusqlite::Connection::open(dir.path().join("meta.acme.db"))
+        .unwrap()
+        .execute("DELETE FROM row_blocks", [])
+        .unwrap();
+    assert_eq!(removed, 1);
+    let store = open(&url(&path)).await.unwrap();
+    let t = store.tenant(&acme).await.unwrap();
+    let built = t.row_block("d", 1).await.unwrap();
+    assert_eq!(built, stored);
+    assert_eq!(built.len(), 3);
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::{Fixture, add, keys, relabel, remove, row, unique, unique_tenant};
 use flywheel_schemas::ChangesetKind;
 use flywheel_store::{
-    ChangesetRecord, CommitOutcome, ModelRecord, NewChangeset, PipelineRecord, PipelineStatus,
-    PutOutcome, SampleLocation, StoreError, TrainsetRecord,
+    ChangesetRecord, CommitOutcome, IndexRow, ModelRecord, NewChangeset, PipelineRecord, PipelineStatus,
+    PutOutcome, RowBlock, SampleLocation, StoreError, TrainsetRecord,
 };
 use flywheel_topics::{Tenant, TopicPartition};
 
@@ -847,6 +847,24 @@ async fn reopening_keeps_everything(f: Fixture) {
     t.commit_changeset(add("d", 3, [1000])).await.expect("3");
 }
 
+/// A changeset's row block holds exactly the rows it added, for every kind that adds rows.
+async fn row_blocks_hold_the_rows_of_a_changeset(f: Fixture) {
+    let t = f.tenant().await;
+    let mut first = add("d", 1, [5, 1, 3]);
+    first.rows[1].label = None;
+    t.commit_changeset(first).await.expect("1");
+    t.commit_changeset(remove("d", 2, [3])).await.expect("2");
+    for id in 1..=2 {
+        let rows = t.rows_by_changeset("d", id).await.expect("rows");
+        let block = t.row_block("d", id).await.expect("block");
+        assert_eq!(block, RowBlock::from_rows(id, &rows), "changeset {id}");
+        let back: Vec<IndexRow> = (0..block.len()).map(|i| block.row(i)).collect();
+        assert_eq!(back, rows, "changeset {id}");
+    }
+    assert!(t.row_block("d", 2).await.expect("block").is_empty());
+    assert!(t.row_block("nope", 1).await.expect("block").is_empty());
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -877,6 +895,7 @@ macro_rules! conformance {
             case!(pipeline_state_is_compare_and_set);
             case!(trainsets_and_models_round_trip);
             case!(reopening_keeps_everything);
+            case!(row_blocks_hold_the_rows_of_a_changeset);
         }
     };
 }

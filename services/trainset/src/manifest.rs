@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use flywheel_schemas::RestrictedQuery;
-use flywheel_store::{IndexRow, SampleLocation};
+use flywheel_store::{IndexRow, RowBlock, SampleLocation};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainsetError;
@@ -156,6 +156,30 @@ pub struct ManifestWriter {
     bytes: u64,
     times: Option<(i64, i64)>,
     shards: Vec<ShardSpan>,
+    /// The block whose ids are cached: its changeset, and its URIs' and labels' ids here.
+    block_ids: (i64, Vec<u32>, Vec<u32>),
+}
+
+/// A sample's label in the view: none, one of its block's labels, or one set later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewLabel<'a> {
+    /// No label.
+    None,
+    /// Label `n` of the sample's block.
+    Block(u32),
+    /// A label set by a later relabel.
+    Text(&'a str),
+}
+
+impl<'a> ViewLabel<'a> {
+    /// The label's text.
+    pub fn text(self, block: &'a RowBlock) -> Option<&'a str> {
+        match self {
+            ViewLabel::None => None,
+            ViewLabel::Block(n) => Some(&block.labels[n as usize]),
+            ViewLabel::Text(t) => Some(t),
+        }
+    }
 }
 
 impl ManifestWriter {
@@ -179,6 +203,7 @@ impl ManifestWriter {
             bytes: 0,
             times: None,
             shards: Vec::new(),
+            block_ids: (0, Vec::new(), Vec::new()),
         }
     }
 
@@ -197,44 +222,115 @@ impl ManifestWriter {
             } => (uri.as_str(), Some((*offset, *length))),
             SampleLocation::Blob { uri } => (uri.as_str(), None),
         };
-        let uri = intern(&mut self.uris, &mut self.uri_ids, uri);
-        let label = label.map(|l| {
-            let id = intern(&mut self.labels, &mut self.label_ids, l);
-            if id as usize == self.label_samples.len() {
-                self.label_samples.push(0);
-            }
-            self.label_samples[id as usize] += 1;
-            id
+        let uri = self.uri_id(uri);
+        let label = label.map(|l| self.label_id(l));
+        self.push_entry(&Entry {
+            key: row.key,
+            changeset: row.changeset,
+            uri,
+            range,
+            label,
+            event_time: row.event_time,
+            size: row.size,
+            weight,
         });
-        if label.is_none() {
-            self.unlabelled += 1;
+    }
+
+    /// Appends row `i` of a block with its label in the view. Ids of the block's URIs and
+    /// labels are looked up once per block, not per row.
+    pub fn push_block_row(
+        &mut self,
+        block: &RowBlock,
+        i: usize,
+        label: ViewLabel<'_>,
+        weight: f32,
+    ) {
+        if self.block_ids.0 != block.changeset {
+            self.block_ids = (
+                block.changeset,
+                vec![u32::MAX; block.uris.len()],
+                vec![u32::MAX; block.labels.len()],
+            );
+        }
+        let b = block.uri_ids[i] as usize;
+        let uri = match self.block_ids.1[b] {
+            u32::MAX => {
+                let id = self.uri_id(&block.uris[b]);
+                self.block_ids.1[b] = id;
+                id
+            }
+            id => id,
+        };
+        let label = match label {
+            ViewLabel::None => None,
+            ViewLabel::Text(l) => Some(self.label_id(l)),
+            ViewLabel::Block(b) => Some(match self.block_ids.2[b as usize] {
+                u32::MAX => {
+                    let id = self.label_id(&block.labels[b as usize]);
+                    self.block_ids.2[b as usize] = id;
+                    id
+                }
+                id => id,
+            }),
+        };
+        self.push_entry(&Entry {
+            key: block.keys[i],
+            changeset: block.changeset,
+            uri,
+            range: block.ranges[i],
+            label,
+            event_time: block.event_times[i],
+            size: block.sizes[i],
+            weight,
+        });
+    }
+
+    /// The id of an object URI in this manifest.
+    pub fn uri_id(&mut self, uri: &str) -> u32 {
+        intern(&mut self.uris, &mut self.uri_ids, uri)
+    }
+
+    /// The id of a label in this manifest.
+    pub fn label_id(&mut self, label: &str) -> u32 {
+        let id = intern(&mut self.labels, &mut self.label_ids, label);
+        if id as usize == self.label_samples.len() {
+            self.label_samples.push(0);
+        }
+        id
+    }
+
+    /// Appends an entry whose URI and label are ids of this manifest.
+    pub fn push_entry(&mut self, e: &Entry) {
+        match e.label {
+            Some(l) => self.label_samples[l as usize] += 1,
+            None => self.unlabelled += 1,
         }
         let (pk, pc, pt) = self.prev;
         let c = &mut self.chunk;
-        put_varint(c, zigzag(row.key.wrapping_sub(pk) as i64));
-        put_varint(c, zigzag(row.changeset.wrapping_sub(pc)));
-        match range {
+        put_varint(c, zigzag(e.key.wrapping_sub(pk) as i64));
+        put_varint(c, zigzag(e.changeset.wrapping_sub(pc)));
+        match e.range {
             Some((offset, length)) => {
-                put_varint(c, (u64::from(uri) << 1) | 1);
+                put_varint(c, (u64::from(e.uri) << 1) | 1);
                 put_varint(c, offset);
                 put_varint(c, length);
             }
-            None => put_varint(c, u64::from(uri) << 1),
+            None => put_varint(c, u64::from(e.uri) << 1),
         }
-        put_varint(c, label.map_or(0, |l| u64::from(l) + 1));
-        put_varint(c, zigzag(row.event_time.wrapping_sub(pt)));
-        put_varint(c, row.size);
+        put_varint(c, e.label.map_or(0, |l| u64::from(l) + 1));
+        put_varint(c, zigzag(e.event_time.wrapping_sub(pt)));
+        put_varint(c, e.size);
         if self.weighted {
-            c.extend_from_slice(&weight.to_le_bytes());
+            c.extend_from_slice(&e.weight.to_le_bytes());
         }
-        self.prev = (row.key, row.changeset, row.event_time);
+        self.prev = (e.key, e.changeset, e.event_time);
         self.samples += 1;
-        self.bytes += row.size;
+        self.bytes += e.size;
         self.chunk_samples += 1;
-        self.chunk_bytes += row.size;
+        self.chunk_bytes += e.size;
         self.times = Some(match self.times {
-            None => (row.event_time, row.event_time),
-            Some((lo, hi)) => (lo.min(row.event_time), hi.max(row.event_time)),
+            None => (e.event_time, e.event_time),
+            Some((lo, hi)) => (lo.min(e.event_time), hi.max(e.event_time)),
         });
         if self.chunk_samples >= SHARD_SAMPLES || self.chunk_bytes >= SHARD_BYTES {
             self.close_chunk();

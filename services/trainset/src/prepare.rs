@@ -11,14 +11,14 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use flywheel_schemas::ChangesetKind;
-use flywheel_store::{ChangesetRecord, IndexRow, TenantStore, TrainsetRecord};
-use futures::{StreamExt, TryStreamExt};
+use flywheel_store::{ChangesetRecord, RowBlock, TenantStore, TrainsetRecord};
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
 
 use crate::TrainsetError;
-use crate::manifest::{Footer, ManifestWriter, RestrictedPart};
+use crate::manifest::{Footer, ManifestWriter, RestrictedPart, ViewLabel};
 use crate::query::{Query, QueryRequest, Selection};
 
 /// Bytes gathered before a write to the object store.
@@ -79,19 +79,6 @@ pub async fn prepare(
 
     let path = manifest_path(store.tenant().as_str(), &query.dataset, version.as_str());
     let mut out = object_store::buffered::BufWriter::new(blobs.clone(), Path::from(path.clone()));
-    let mut writer = ManifestWriter::new(false);
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    view.scan(|row, label| {
-        if cutoff.is_none_or(|c| row.event_time >= c)
-            && selected.as_ref().is_none_or(|s| s.keeps(row.key, label))
-        {
-            writer.push(row, label, 1.0);
-            if let Some(bytes) = writer.drain(WRITE_CHUNK) {
-                pending.push(bytes);
-            }
-        }
-    })
-    .await?;
     let write_err = |e: std::io::Error| {
         TrainsetError::blobs(
             format!("writing manifest {path}"),
@@ -101,10 +88,26 @@ pub async fn prepare(
             },
         )
     };
-    let (rest, footer) = writer.finish(version.clone(), query.clone(), view.restricted());
-    for bytes in pending.into_iter().chain([rest]) {
-        out.write_all(&bytes).await.map_err(write_err)?;
+    let mut writer = ManifestWriter::new(false);
+    let mut blocks = view.blocks();
+    while let Some(block) = blocks.try_next().await? {
+        let admitted = view.admitted(&block);
+        for (i, label) in admitted {
+            if cutoff.is_none_or(|c| block.event_times[i] >= c)
+                && selected
+                    .as_ref()
+                    .is_none_or(|s| s.keeps(block.keys[i], label.text(&block)))
+            {
+                writer.push_block_row(&block, i, label, 1.0);
+            }
+        }
+        if let Some(bytes) = writer.drain(WRITE_CHUNK) {
+            out.write_all(&bytes).await.map_err(write_err)?;
+        }
     }
+    drop(blocks);
+    let (rest, footer) = writer.finish(version.clone(), query.clone(), view.restricted());
+    out.write_all(&rest).await.map_err(write_err)?;
     out.shutdown().await.map_err(write_err)?;
 
     let record = TrainsetRecord {
@@ -165,37 +168,62 @@ impl<'a> View<'a> {
         })
     }
 
-    /// Calls `f` with every sample of the view that passes the query's changeset, label
-    /// and time filters, and its label in the view; changeset by changeset, then by key.
-    async fn scan(&self, mut f: impl FnMut(&IndexRow, Option<&str>)) -> Result<(), TrainsetError> {
+    /// The row blocks of the changesets whose samples the query asks for, in order,
+    /// read ahead.
+    fn blocks(&self) -> impl Stream<Item = Result<RowBlock, TrainsetError>> + '_ {
         let ids: Vec<i64> = (self.changesets.iter())
             .filter(|c| matches!(c.kind, ChangesetKind::Add | ChangesetKind::Revert))
             .filter(|c| self.query.wants_changeset(c.id))
             .map(|c| c.id)
             .collect();
         let dataset = self.query.dataset.as_str();
-        let mut batches = futures::stream::iter(ids)
-            .map(|id| self.store.rows_by_changeset(dataset, id))
-            .buffered(READ_AHEAD);
-        while let Some(rows) = batches.try_next().await? {
-            for row in &rows {
-                if self
-                    .removed
-                    .get(&row.key)
-                    .is_some_and(|&m| m > row.changeset)
-                {
-                    continue;
-                }
-                let label = match self.relabelled.get(&row.key) {
-                    Some((at, label)) if *at > row.changeset => label.as_deref(),
-                    _ => row.label.as_deref(),
-                };
-                if self.query.wants_label(label) && self.query.wants_time(row.event_time) {
-                    f(row, label);
-                }
+        futures::stream::iter(ids)
+            .map(move |id| async move { Ok(self.store.row_block(dataset, id).await?) })
+            .buffered(READ_AHEAD)
+    }
+
+    /// The rows of a block that are in the view and pass the query's label and time
+    /// filters, with their labels in the view.
+    fn admitted<'b>(
+        &'b self,
+        block: &'b RowBlock,
+    ) -> impl Iterator<Item = (usize, ViewLabel<'b>)> + 'b {
+        let wanted: Vec<bool> = (block.labels.iter())
+            .map(|l| self.query.wants_label(Some(l)))
+            .collect();
+        let unlabelled = self.query.wants_label(None);
+        let (check_removed, check_relabelled) =
+            (!self.removed.is_empty(), !self.relabelled.is_empty());
+        (0..block.len()).filter_map(move |i| {
+            let key = block.keys[i];
+            if check_removed && self.removed.get(&key).is_some_and(|&m| m > block.changeset) {
+                return None;
             }
-        }
-        Ok(())
+            if !self.query.wants_time(block.event_times[i]) {
+                return None;
+            }
+            let relabel = if check_relabelled {
+                self.relabelled
+                    .get(&key)
+                    .filter(|(at, _)| *at > block.changeset)
+            } else {
+                None
+            };
+            let label = match relabel {
+                Some((_, Some(text))) => ViewLabel::Text(text),
+                Some((_, None)) => ViewLabel::None,
+                None => match block.label_ids[i] {
+                    Some(n) => ViewLabel::Block(n),
+                    None => ViewLabel::None,
+                },
+            };
+            let pass = match label {
+                ViewLabel::None => unlabelled,
+                ViewLabel::Block(n) => wanted[n as usize],
+                ViewLabel::Text(t) => self.query.wants_label(Some(t)),
+            };
+            pass.then_some((i, label))
+        })
     }
 
     /// The event time from which the newest fraction `p` of the candidates starts: the
@@ -203,7 +231,10 @@ impl<'a> View<'a> {
     /// make the set a little larger than p·n.
     async fn cutoff(&self, p: f64) -> Result<i64, TrainsetError> {
         let mut times = Vec::new();
-        self.scan(|row, _| times.push(row.event_time)).await?;
+        let mut blocks = self.blocks();
+        while let Some(block) = blocks.try_next().await? {
+            times.extend(self.admitted(&block).map(|(i, _)| block.event_times[i]));
+        }
         if times.is_empty() {
             return Ok(i64::MIN);
         }
@@ -225,25 +256,28 @@ impl<'a> View<'a> {
         };
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut heaps: HashMap<Option<String>, BinaryHeap<(u64, u64)>> = HashMap::new();
-        self.scan(|row, label| {
-            if cutoff.is_some_and(|c| row.event_time < c) {
-                return;
+        let mut blocks = self.blocks();
+        while let Some(block) = blocks.try_next().await? {
+            for (i, label) in self.admitted(&block) {
+                if cutoff.is_some_and(|c| block.event_times[i] < c) {
+                    continue;
+                }
+                let group = if per_label {
+                    label.text(&block).map(str::to_owned)
+                } else {
+                    None
+                };
+                let key = block.keys[i];
+                let heap = heaps.entry(group).or_default();
+                let score = (score(seed, key), key);
+                if heap.len() < limit {
+                    heap.push(score);
+                } else if heap.peek().is_some_and(|top| score < *top) {
+                    heap.pop();
+                    heap.push(score);
+                }
             }
-            let group = if per_label {
-                label.map(str::to_owned)
-            } else {
-                None
-            };
-            let heap = heaps.entry(group).or_default();
-            let score = (score(seed, row.key), row.key);
-            if heap.len() < limit {
-                heap.push(score);
-            } else if heap.peek().is_some_and(|top| score < *top) {
-                heap.pop();
-                heap.push(score);
-            }
-        })
-        .await?;
+        }
         let bounds = heaps
             .into_iter()
             .map(|(group, heap)| {

@@ -15,6 +15,7 @@ use rusqlite::{CachedStatement, OptionalExtension, Row, Transaction};
 
 use super::db::{DbResult, Fail};
 use crate::StoreError;
+use crate::block::RowBlock;
 use crate::model::{
     ChangesetRecord, CommitOutcome, Dataset, IndexRow, NewChangeset, SampleLocation,
     describe_changeset, kind_from_name, kind_name,
@@ -434,6 +435,12 @@ pub(crate) fn commit(tx: &Transaction<'_>, cs: &NewChangeset) -> DbResult<Commit
         }
         samples += chunk.len() as i64;
     }
+    if !cs.rows.is_empty() {
+        tx.prepare_cached(
+            "INSERT INTO row_blocks (dataset, changeset, block) VALUES (?1, ?2, ?3)",
+        )?
+        .execute((ds.id, r.id, RowBlock::from_rows(r.id, &cs.rows).encode()))?;
+    }
 
     let dataset = tx
         .prepare_cached(&format!(
@@ -581,6 +588,25 @@ pub(crate) fn rows_by_changeset(
     match dataset_id(tx, dataset)? {
         Some(ds) => rows_by_changeset_id(tx, ds, id),
         None => Ok(Vec::new()),
+    }
+}
+
+/// The rows a changeset added, as a block: the stored one, or (for changesets committed
+/// before blocks were kept) one built from the rows.
+pub(crate) fn row_block(tx: &Transaction<'_>, dataset: &str, id: i64) -> DbResult<RowBlock> {
+    let Some(ds) = dataset_id(tx, dataset)? else {
+        return Ok(RowBlock::from_rows(id, &[]));
+    };
+    let stored: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT block FROM row_blocks WHERE dataset = ?1 AND changeset = ?2")?
+        .query_row((ds, id), |r| r.get(0))
+        .optional()?;
+    match stored {
+        Some(bytes) => RowBlock::decode(id, &bytes).ok_or_else(|| Fail::Corrupt {
+            what: describe_changeset(dataset, id),
+            reason: "its row block cannot be decoded".into(),
+        }),
+        None => Ok(RowBlock::from_rows(id, &rows_by_changeset_id(tx, ds, id)?)),
     }
 }
 

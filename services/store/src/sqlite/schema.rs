@@ -57,10 +57,11 @@ CREATE TABLE tenants (
 pub(crate) const TENANT: Schema = Schema {
     role: "tenant",
     application_id: 0x4657_4d54, // "FWMT"
-    migrations: &[Migration {
-        version: 1,
-        description: "datasets, changesets, sample index, trainsets, pipelines, models",
-        sql: "
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "datasets, changesets, sample index, trainsets, pipelines, models",
+            sql: "
 CREATE TABLE datasets (
     id         INTEGER PRIMARY KEY,
     name       TEXT NOT NULL UNIQUE,
@@ -171,7 +172,19 @@ CREATE TABLE models (
     created_at       INTEGER NOT NULL
 );
 CREATE INDEX models_by_pipeline ON models (pipeline, created_at);",
-    }],
+        },
+        Migration {
+            version: 2,
+            description: "row blocks: each changeset's rows in columnar form, for scans",
+            sql: "
+CREATE TABLE row_blocks (
+    dataset   INTEGER NOT NULL,
+    changeset INTEGER NOT NULL,
+    block     BLOB NOT NULL,
+    PRIMARY KEY (dataset, changeset)
+);",
+        },
+    ],
 };
 
 #[cfg(test)]

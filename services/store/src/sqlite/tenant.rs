@@ -11,6 +11,7 @@ use tracing::instrument;
 use super::db::{Db, blocking};
 use super::index::{self, Scan};
 use super::records;
+use crate::block::RowBlock;
 use crate::model::{
     ChangesetRecord, CommitOutcome, Dataset, IndexRow, ModelRecord, NewChangeset, PipelineRecord,
     PutOutcome, TrainsetRecord,
@@ -109,6 +110,13 @@ impl TenantStore for SqliteTenant {
         let dataset = dataset.to_owned();
         read!(self, "read rows of changeset", |tx| {
             index::rows_by_changeset(tx, &dataset, id)
+        })
+    }
+
+    async fn row_block(&self, dataset: &str, id: i64) -> Result<RowBlock, StoreError> {
+        let dataset = dataset.to_owned();
+        read!(self, "read the row block of a changeset", |tx| {
+            index::row_block(tx, &dataset, id)
         })
     }
 
