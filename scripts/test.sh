@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README, CI): formatting, lints, then the whole test suite, with the
 # Kafka backend's tests against a real Kafka-API broker (tansu) that this script installs
-# (cached outside the clone) and starts, and /metrics checked by promtool (installed from
-# Debian's packages). Nothing else needs to be installed by hand.
+# (cached outside the clone) and starts, the restricted-data sources' tests against a
+# throwaway PostgreSQL cluster (scripts/install-postgres.sh, scripts/with-postgres.sh), and
+# /metrics checked by promtool (installed from Debian's packages). Nothing else needs to be
+# installed by hand.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -12,6 +14,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "installing what the tests need"
 scripts/install-tansu.sh >/dev/null
 scripts/install-promtool.sh >/dev/null
+scripts/install-postgres.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -19,11 +22,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests (the Kafka backend's against tansu)"
-export FLYWHEEL_REQUIRE_KAFKA=1 FLYWHEEL_REQUIRE_PROMTOOL=1
+step "tests (the Kafka backend's against tansu, the sources' against PostgreSQL)"
+export FLYWHEEL_REQUIRE_KAFKA=1 FLYWHEEL_REQUIRE_PROMTOOL=1 FLYWHEEL_REQUIRE_POSTGRES=1
 if cargo nextest --version >/dev/null 2>&1; then
-  scripts/with-kafka.sh cargo nextest run --workspace --locked --profile ci
+  scripts/with-postgres.sh scripts/with-kafka.sh cargo nextest run --workspace --locked --profile ci
 else
   echo "cargo-nextest not found; running cargo test" >&2
-  scripts/with-kafka.sh cargo test --workspace --locked
+  scripts/with-postgres.sh scripts/with-kafka.sh cargo test --workspace --locked
 fi
