@@ -383,6 +383,37 @@ async fn postgres_statement_timeout_cancels_a_slow_query() {
     );
 }
 
+/// The statement timeout bounds each batch of rows the server produces, not the whole
+/// read: neither a slow reader nor a result that takes longer than the timeout in all trips
+/// it, as long as each batch of `FETCH_ROWS` is quicker.
+#[tokio::test]
+async fn postgres_statement_timeout_bounds_each_batch_not_the_whole_read() {
+    let timeout = Duration::from_secs(2);
+    let Some(pg) = Fixture::new(timeout).await else {
+        return;
+    };
+    // a pause of at least 1 ms every 4th row: about 0.3 s per batch, at least 2.5 s in all
+    let q = query(
+        "SELECT i, CASE WHEN i % 4 = 0 THEN pg_sleep(0.001)::text END AS pause \
+         FROM generate_series(1, 10000) i",
+        None,
+        &["i"],
+    );
+    let source = pg.sources.get(&tenant("acme"), "crm").unwrap();
+    let started = Instant::now();
+    let mut rows = source.fetch(&q).await.expect("fetch");
+    let mut count = 0;
+    while let Some(row) = rows.next().await {
+        row.expect("no batch takes as long as the statement timeout");
+        count += 1;
+        if count == 1 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert_eq!(count, 10_000);
+    assert!(started.elapsed() > timeout, "{:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn postgres_row_conversion_errors_name_the_row_and_column_never_the_value() {
     let Some(pg) = Fixture::new(DEFAULT_STATEMENT_TIMEOUT).await else {
