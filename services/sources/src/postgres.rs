@@ -171,7 +171,7 @@ pub(crate) async fn fetch(
     check_query(&src.name, &query)?;
     let (ready_tx, ready_rx) = oneshot::channel();
     let (rows_tx, rows_rx) = mpsc::channel(ROW_BUFFER);
-    let name = src.name.clone();
+    let (name, address) = (src.name.clone(), src.address.clone());
     let task = tokio::spawn(produce(src, query, ready_tx, rows_tx));
     match ready_rx.await {
         Ok(Ok(shape)) => Ok(RestrictedRows {
@@ -182,7 +182,7 @@ pub(crate) async fn fetch(
         Ok(Err(e)) => Err(e),
         Err(_) => Err(SourceError::Connection {
             name,
-            address: String::new(),
+            address,
             reason: "the task reading the source ended unexpectedly".into(),
         }),
     }
