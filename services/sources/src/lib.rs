@@ -28,3 +28,29 @@ pub use rows::{RestrictedRow, RestrictedRows};
 pub use secret::{REDACTED, Secret};
 pub use shape::{QueryShape, ResultColumn};
 pub use sources::{Source, Sources};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: &T) {}
+    fn owned_stream<T: futures::Stream + Send + Unpin + 'static>() {}
+
+    /// What a request handler needs: futures it can await in a spawned task, a stream it can
+    /// hand to a response body.
+    #[test]
+    fn futures_are_send_and_rows_are_an_owned_stream() {
+        owned_stream::<RestrictedRows>();
+        let sources = Sources::default();
+        if let Ok(source) = sources.get(&flywheel_topics::Tenant::default_tenant(), "none") {
+            let query = flywheel_schemas::RestrictedQuery {
+                source: "none".into(),
+                sql: "SELECT 1".into(),
+                label_column: None,
+                feature_columns: vec![],
+            };
+            send(&source.check(&query));
+            send(&source.fetch(&query));
+        }
+    }
+}
