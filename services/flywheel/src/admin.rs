@@ -161,6 +161,18 @@ pub(crate) async fn changeset(global: &Global, command: &ChangesetCommand) -> an
             let edit = relabel_edit(args)?;
             committed(global, &client, &args.dataset, &edit).await?;
         }
+        ChangesetCommand::Query(args) => {
+            let edit = json!({
+                "kind": "query",
+                "query": {
+                    "source": args.source,
+                    "sql": args.sql,
+                    "label_column": args.label_column,
+                    "feature_columns": args.feature_columns,
+                },
+            });
+            committed(global, &client, &args.dataset, &edit).await?;
+        }
     }
     Ok(())
 }

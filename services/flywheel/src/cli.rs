@@ -229,6 +229,28 @@ pub(crate) enum ChangesetCommand {
     Remove(RemoveArgs),
     /// Sets or clears labels of samples (labels that arrive later).
     Relabel(RelabelArgs),
+    /// Adds the rows of a query of a restricted source (declared under [sources.NAME] in
+    /// the gateway's configuration). No row is stored: the query is checked against the
+    /// source now, and its rows are read only while a training set is read.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// The dataset.
+    pub(crate) dataset: String,
+    /// The source's name.
+    #[arg(long)]
+    pub(crate) source: String,
+    /// The SQL (one read-only statement; give it an ORDER BY so reads agree).
+    #[arg(long)]
+    pub(crate) sql: String,
+    /// The result column holding the label.
+    #[arg(long)]
+    pub(crate) label_column: Option<String>,
+    /// A result column holding a feature (repeatable, in order).
+    #[arg(long = "feature-column", value_name = "COLUMN")]
+    pub(crate) feature_columns: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use flywheel_ingest::IngestConfig;
+use flywheel_sources::SourcesConfig;
 use flywheel_topics::Tenant;
 use serde::Deserialize;
 
@@ -35,6 +36,9 @@ struct FileConfig {
     /// The ingest service.
     #[serde(default)]
     ingest: IngestConfig,
+    /// Restricted-data sources, `[sources.NAME]`.
+    #[serde(default)]
+    sources: SourcesConfig,
 }
 
 /// A token is never written in the file itself: it comes from a variable or a file.
@@ -61,6 +65,8 @@ pub(crate) struct Settings {
     pub(crate) tokens: Vec<(String, Tenant)>,
     /// The ingest service's settings.
     pub(crate) ingest: IngestConfig,
+    /// Restricted-data sources (their credentials are read when the gateway starts).
+    pub(crate) sources: SourcesConfig,
 }
 
 impl fmt::Debug for Settings {
@@ -74,6 +80,7 @@ impl fmt::Debug for Settings {
             .field("tenants", &self.tenants)
             .field("tokens", &format_args!("{} (hidden)", self.tokens.len()))
             .field("ingest", &self.ingest)
+            .field("sources", &self.sources)
             .finish()
     }
 }
@@ -156,11 +163,14 @@ impl Settings {
                 format!("file://{}", absolute(&data_dir.join("blobs")).display())
             });
 
-        let ingest = file.ingest;
-        ingest.validate().with_context(|| match &global.config {
+        let place = || match &global.config {
             Some(path) => format!("configuration file {}", path.display()),
             None => "configuration".to_owned(),
-        })?;
+        };
+        let ingest = file.ingest;
+        ingest.validate().with_context(place)?;
+        let sources = file.sources;
+        sources.validate().with_context(place)?;
 
         Ok(Self {
             data_dir,
@@ -171,6 +181,7 @@ impl Settings {
             tenants,
             tokens,
             ingest,
+            sources,
         })
     }
 }
@@ -278,6 +289,33 @@ mod tests {
         assert!(e.contains("invalid type"), "{e}");
         let e = err("bus = [\n");
         assert!(e.contains("configuration file"), "{e}");
+    }
+
+    #[test]
+    fn the_sources_section_is_read_and_checked() {
+        let s = settings(
+            "[sources.crm]\nkind = \"postgres\"\ntenants = [\"acme\"]\nurl_env = \"CRM_URL\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(s.sources.0.contains_key("crm"));
+        for (text, want) in [
+            (
+                "[sources.crm]\nkind = \"mysql\"\ntenants = [\"a\"]\nurl_env = \"X\"\n",
+                "mysql",
+            ),
+            (
+                "[sources.crm]\nkind = \"postgres\"\ntenants = [\"a\"]\n",
+                "crm",
+            ),
+            (
+                "[sources.crm]\nkind = \"postgres\"\ntenants = [\"a\"]\nurl = \"postgres://x\"\n",
+                "url",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result
         .await
         .with_context(|| format!("opening the metadata store {}", settings.meta))?;
     let blobs = open_blobs(&settings.blobs)?;
+    let sources = flywheel_sources::Sources::open(&settings.sources)
+        .context("opening the restricted-data sources")?;
     for tenant in &settings.tenants {
         bus.create_topics(&tenant_topics(tenant))
             .await
@@ -121,6 +123,7 @@ pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result
             bus: Arc::clone(&bus),
             meta: Arc::clone(&meta),
             blobs: Arc::clone(&blobs),
+            sources: Arc::new(sources),
         },
     };
     let (listener, addr) = bind(settings.http)

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flywheel_schemas::{encode, now_micros};
+use flywheel_sources::SourceError;
 use flywheel_store::{ChangesetRecord, Edit, StoreError, TenantStore, commit_edit, dataset_stats};
 use flywheel_topics::{Record, TopicKind};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,18 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } | StoreError::Gap { .. } => StatusCode::CONFLICT,
             e if e.is_retriable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        let status = match &e {
+            SourceError::UnknownSource { .. } => StatusCode::NOT_FOUND,
+            e if e.is_query_error() => StatusCode::BAD_REQUEST,
+            e if e.is_retriable() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
         };
         Self(status, e.to_string())
     }
@@ -190,6 +203,19 @@ pub(crate) async fn edit(
 ) -> Answer {
     check_name(&name)?;
     let axum::Json(edit) = body?;
+    if let Edit::Query { query } = &edit {
+        // the query must run on its source before it becomes a changeset
+        let source = state.backends.sources.get(&caller.tenant, &query.source)?;
+        let shape = source.check(query).await?;
+        if !shape.ordered {
+            tracing::warn!(
+                tenant = %caller.tenant,
+                dataset = %name,
+                source = %query.source,
+                "a query changeset without ORDER BY: its rows may come in another order at each read"
+            );
+        }
+    }
     let store = tenant_store(&state, &caller).await?;
     let record = commit_edit(store.as_ref(), &name, &edit, now_micros()).await?;
     if let Err(e) = announce(&state, &caller, &record).await {

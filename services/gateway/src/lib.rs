@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use flywheel_sources::Sources;
 use flywheel_store::MetaStore;
 use flywheel_topics::{Bus, TopicKind};
 use object_store::ObjectStore;
@@ -51,6 +52,8 @@ pub struct Backends {
     pub meta: Arc<dyn MetaStore>,
     /// The blob store (segments, manifests), each tenant under its own prefix.
     pub blobs: Arc<dyn ObjectStore>,
+    /// Restricted-data sources, each for its tenants only.
+    pub sources: Arc<Sources>,
 }
 
 /// Largest request body `POST /api/v1/samples` takes.

@@ -29,6 +29,7 @@ impl From<TrainsetError> for ApiError {
             TrainsetError::Store(e) => e.into(),
             TrainsetError::Invalid { .. } => Self(StatusCode::BAD_REQUEST, e.to_string()),
             TrainsetError::NotFound(_) => Self(StatusCode::NOT_FOUND, e.to_string()),
+            TrainsetError::Source(e) => e.into(),
             TrainsetError::Blobs { .. } | TrainsetError::Corrupt { .. } => {
                 tracing::error!(error = %e, "training set read failed");
                 Self(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -161,14 +162,34 @@ pub(crate) async fn shard(
     let record = record(&state, &caller, &version).await?;
     let footer = Arc::new(flywheel_trainset::read_footer(&state.backends.blobs, &record).await?);
     if n >= footer.shards.len() && n < footer.shard_count() {
+        // rows of a restricted source: read now, streamed to the caller, kept nowhere
         let part = &footer.restricted[n - footer.shards.len()];
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "shard {n} holds the rows of query changeset {} (source {:?}), and reading restricted sources is not available in this build",
-                part.changeset, part.query.source
-            ),
-        ));
+        let source = state
+            .backends
+            .sources
+            .get(&caller.tenant, &part.query.source)?;
+        let rows = source.fetch(&part.query).await?;
+        tracing::info!(
+            tenant = %caller.tenant,
+            version = %record.version,
+            shard = n,
+            changeset = part.changeset,
+            source = %part.query.source,
+            "streaming rows of a restricted source"
+        );
+        let stream = flywheel_trainset::restricted_shard(part, &footer.query, rows);
+        let tenant = caller.tenant.clone();
+        let body = Body::from_stream(stream.inspect_err(move |e| {
+            tracing::error!(tenant = %tenant, shard = n, error = %e, "restricted shard stream failed");
+        }));
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+            body,
+        )
+            .into_response());
     }
     let samples = footer.shards.get(n).map(|s| s.samples);
     let stream = flywheel_trainset::stored_shard(

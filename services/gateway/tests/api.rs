@@ -58,6 +58,7 @@ impl Gateway {
                 bus: Arc::clone(&bus),
                 meta: Arc::clone(&meta),
                 blobs: Arc::new(object_store::memory::InMemory::new()),
+                sources: Arc::new(flywheel_sources::Sources::default()),
             },
         };
         let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();

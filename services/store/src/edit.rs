@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flywheel_schemas::ChangesetKind;
+use flywheel_schemas::{ChangesetKind, RestrictedQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ChangesetRecord, CommitOutcome, IndexRow, NewChangeset};
@@ -42,6 +42,13 @@ pub enum Edit {
     Revert {
         /// The changeset to undo.
         changeset: i64,
+    },
+    /// Add the rows a query of a restricted source returns. No row is stored: they are
+    /// read from the source only while a training set is read. (Whoever accepts the edit
+    /// checks the query against its source first.)
+    Query {
+        /// The source, the SQL and its label and feature columns.
+        query: RestrictedQuery,
     },
 }
 
@@ -182,6 +189,15 @@ async fn plan(
             return Ok(counted(c, rows.values()));
         }
         Edit::Revert { changeset } => (ChangesetKind::Revert, *changeset),
+        Edit::Query { query } => {
+            if query.source.trim().is_empty() || query.sql.trim().is_empty() {
+                return Err(invalid("a query needs a source and SQL".into()));
+            }
+            let mut c =
+                NewChangeset::new(ChangesetRecord::new(dataset, id, ChangesetKind::Query, now));
+            c.record.query = Some(query.clone());
+            return Ok(c);
+        }
     };
     let n = touched;
     if n < 1 || n > head {
@@ -232,12 +248,33 @@ async fn plan(
             _ => {}
         }
     }
-    if affected.is_empty() && target.kind != ChangesetKind::Query {
+    if affected.is_empty() && !reverts_a_query(store, dataset, &target).await? {
         return Err(invalid(format!(
             "changeset {n} has no effect left to revert (it was reverted already, or later changesets changed everything it did)"
         )));
     }
     Ok(counted(c, affected.iter()))
+}
+
+/// Whether a changeset is a query, or a revert (of a revert...) of one: undoing it switches
+/// the query's rows off or on, though it changes no stored row.
+async fn reverts_a_query(
+    store: &dyn TenantStore,
+    dataset: &str,
+    target: &ChangesetRecord,
+) -> Result<bool, StoreError> {
+    let mut c = target.clone();
+    for _ in 0..64 {
+        match (c.kind, c.reverts) {
+            (ChangesetKind::Query, _) => return Ok(true),
+            (ChangesetKind::Revert, Some(n)) => match store.changeset(dataset, n).await? {
+                Some(next) => c = next,
+                None => return Ok(false),
+            },
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 /// Sets a changeset's sample count and bytes from the rows it affects.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::{Fixture, add, keys, relabel, remove, row, unique, unique_tenant};
 use flywheel_schemas::ChangesetKind;
 use flywheel_store::{
-    ChangesetRecord, CommitOutcome, IndexRow, ModelRecord, NewChangeset, PipelineRecord, PipelineStatus,
-    PutOutcome, RowBlock, SampleLocation, StoreError, TrainsetRecord,
+    ChangesetRecord, CommitOutcome, IndexRow, ModelRecord, NewChangeset, PipelineRecord,
+    PipelineStatus, PutOutcome, RowBlock, SampleLocation, StoreError, TrainsetRecord,
 };
 use flywheel_topics::{Tenant, TopicPartition};
 

@@ -27,6 +27,9 @@ pub enum TrainsetError {
         /// The object store's error.
         source: object_store::Error,
     },
+    /// A restricted source failed (its errors never carry row values or credentials).
+    #[error(transparent)]
+    Source(#[from] flywheel_sources::SourceError),
     /// A stored object is not what it should be.
     #[error("{what} is corrupt: {reason}")]
     Corrupt {

@@ -18,5 +18,5 @@ pub use prepare::{Prepared, manifest_path, prepare, read_footer};
 pub use query::{
     ChangesetRange, Query, QueryRequest, Selection, Version, format_changesets, parse_changesets,
 };
-pub use shard::{own_object, stored_shard, tar_end, tar_member};
+pub use shard::{own_object, restricted_shard, stored_shard, tar_end, tar_member};
 pub use summary::{LabelCount, Summary};

@@ -23,7 +23,9 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 use serde_json::json;
 
 use crate::TrainsetError;
-use crate::manifest::{Entry, Footer, read_chunk};
+use crate::manifest::{Entry, Footer, RestrictedPart, read_chunk};
+use crate::query::Query;
+use flywheel_sources::{RestrictedRow, SourceError};
 
 /// Samples whose bytes are fetched together.
 const BATCH: usize = 512;
@@ -222,4 +224,44 @@ async fn encode_batch(
 /// Whether the batch reads `uri` as a segment (by ranges) rather than whole.
 fn footer_uri_is_segment(batch: &[Entry], uri: u32) -> bool {
     batch.iter().any(|e| e.uri == uri && e.range.is_some())
+}
+
+/// Rows of a restricted source read for one batch of a shard.
+const RESTRICTED_BATCH: usize = 256;
+
+/// Streams the shard of a restricted part: the rows its query returns from the source,
+/// straight to the reader (nothing is kept), as tar members `q{changeset}-{row}.json` with
+/// the row's label and features. The training set's label filter applies; its event-time
+/// filters do not (the rows have no event time).
+pub fn restricted_shard(
+    part: &RestrictedPart,
+    query: &Query,
+    rows: impl Stream<Item = Result<RestrictedRow, SourceError>> + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, TrainsetError>> + Send + 'static {
+    let changeset = part.changeset;
+    let query = query.clone();
+    let body = rows.ready_chunks(RESTRICTED_BATCH).map(move |batch| {
+        let mut out = Vec::new();
+        for row in batch {
+            let row = row.map_err(TrainsetError::Source)?;
+            if !query.wants_label(row.label.as_deref()) {
+                continue;
+            }
+            let meta = json!({
+                "changeset": changeset,
+                "row": row.index,
+                "label": row.label,
+                "features": row.features,
+                "weight": 1.0,
+                "restricted": true,
+            });
+            tar_member(
+                &format!("q{changeset:08}-{:012}.json", row.index),
+                meta.to_string().as_bytes(),
+                &mut out,
+            );
+        }
+        Ok(Bytes::from(out))
+    });
+    body.chain(futures::stream::once(async { Ok(tar_end()) }))
 }
