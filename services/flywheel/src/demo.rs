@@ -15,6 +15,8 @@ use flywheel_schemas::{Sample, encode, now_micros};
 use flywheel_store::blobs::open_blobs;
 use flywheel_store::{Edit, TenantStore, commit_edit};
 use flywheel_topics::{BusMetrics, Record, Tenant, TopicKind, connect, tenant_topics};
+use flywheel_trainset::{QueryRequest, prepare, stored_shard};
+use futures::TryStreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,20 @@ struct Report {
     segments: usize,
     dead_letters: BTreeMap<String, u64>,
     relabel_changeset: i64,
+    trainset: TrainsetReport,
+}
+
+/// The training set the demo prepares of its own samples, and reads back.
+#[derive(Debug, Serialize)]
+struct TrainsetReport {
+    version: String,
+    samples: u64,
+    shards: usize,
+    prepare_seconds: f64,
+    /// Preparing the same query again gave the same version.
+    same_version_again: bool,
+    read_seconds: f64,
+    read_bytes: u64,
 }
 
 fn bar(multi: &MultiProgress, n: u64, what: &str, hidden: bool) -> ProgressBar {
@@ -256,6 +272,8 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
     .await
     .context("relabelling a sample")?;
 
+    let trainset = trainset(&store, &blobs, &this_run, first, keys.len() as u64).await?;
+
     let dead_letters: BTreeMap<String, u64> = metrics_by_reason(&registry);
     let report = Report {
         bus: bus.url().to_owned(),
@@ -274,6 +292,7 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         segments,
         dead_letters,
         relabel_changeset: relabel.id,
+        trainset,
     };
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -281,6 +300,79 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         print_report(&report);
     }
     Ok(())
+}
+
+/// Prepares a training set of this run's changesets, prepares it again (the same version),
+/// and reads every shard back: each sample once, the late label in place.
+async fn trainset(
+    store: &Arc<dyn TenantStore>,
+    blobs: &Arc<dyn object_store::ObjectStore>,
+    changesets: &[i64],
+    relabelled: u64,
+    expected: u64,
+) -> anyhow::Result<TrainsetReport> {
+    let (Some(lo), Some(hi)) = (changesets.first(), changesets.last()) else {
+        bail!("this run committed no changeset");
+    };
+    let request = QueryRequest {
+        dataset: "sensors".into(),
+        changesets: Some(format!("{lo}-{hi}")),
+        ..QueryRequest::default()
+    };
+    let started = Instant::now();
+    let prepared = prepare(store.as_ref(), blobs, &request, now_micros())
+        .await
+        .context("preparing a training set")?;
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    let again = prepare(store.as_ref(), blobs, &request, now_micros()).await?;
+    let footer = Arc::new(prepared.footer);
+    if footer.samples != expected {
+        bail!(
+            "the training set has {} samples, the run stored {expected}",
+            footer.samples
+        );
+    }
+    let started = Instant::now();
+    let (mut seen, mut read_bytes, mut late_label) = (0u64, 0u64, false);
+    for n in 0..footer.shards.len() {
+        let stream = stored_shard(
+            Arc::clone(blobs),
+            store.tenant().as_str().to_owned(),
+            &prepared.record.manifest_uri,
+            Arc::clone(&footer),
+            n,
+        )
+        .await?;
+        let bytes: Vec<u8> = stream.try_collect::<Vec<_>>().await?.concat();
+        read_bytes += bytes.len() as u64;
+        let mut archive = tar::Archive::new(&bytes[..]);
+        for member in archive.entries().context("reading a shard")? {
+            let mut member = member.context("reading a shard")?;
+            let name = member.path()?.display().to_string();
+            if !name.ends_with(".json") {
+                continue;
+            }
+            seen += 1;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut member, &mut text)?;
+            if name == format!("{relabelled:016x}.json") {
+                let meta: serde_json::Value = serde_json::from_str(&text)?;
+                late_label = meta["label"] == "feedback";
+            }
+        }
+    }
+    if seen != expected || !late_label {
+        bail!("the shards hold {seen} of {expected} samples (late label seen: {late_label})");
+    }
+    Ok(TrainsetReport {
+        version: prepared.record.version,
+        samples: footer.samples,
+        shards: footer.shards.len(),
+        prepare_seconds,
+        same_version_again: again.record.version == footer.version.as_str(),
+        read_seconds: started.elapsed().as_secs_f64(),
+        read_bytes,
+    })
 }
 
 /// Rows of the dataset's view with keys in `first..=last`.
@@ -349,5 +441,22 @@ fn print_report(r: &Report) {
         "a late label arrived as changeset {} (relabel); see `flywheel changeset list sensors` while `flywheel up` runs",
         r.relabel_changeset
     );
-    println!("ok: every sample published was stored exactly once, in changesets without gaps");
+    let t = &r.trainset;
+    println!(
+        "training set {} of this run's changesets: {} samples in {} shard(s), prepared in {:.3} s (again: {}), read back in {:.2} s ({:.1} MB)",
+        t.version,
+        t.samples,
+        t.shards,
+        t.prepare_seconds,
+        if t.same_version_again {
+            "the same version"
+        } else {
+            "ANOTHER version"
+        },
+        t.read_seconds,
+        t.read_bytes as f64 / 1e6
+    );
+    println!(
+        "ok: every sample published was stored exactly once, in changesets without gaps, and read back once from its training set"
+    );
 }

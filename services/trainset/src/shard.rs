@@ -265,3 +265,26 @@ pub fn restricted_shard(
     });
     body.chain(futures::stream::once(async { Ok(tar_end()) }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_tenants_own_objects_are_read() {
+        assert_eq!(
+            own_object("acme", "acme/sensors/segments/a.seg"),
+            Some(Path::from("acme/sensors/segments/a.seg"))
+        );
+        for other in [
+            "globex/sensors/segments/a.seg",
+            "acmex/sensors/a",
+            "file:///etc/passwd",
+            "s3://bucket/acme/a",
+            "acme/../globex/a",
+            "/acme/a",
+        ] {
+            assert_eq!(own_object("acme", other), None, "{other}");
+        }
+    }
+}

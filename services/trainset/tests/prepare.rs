@@ -603,6 +603,7 @@ proptest! {
         time in prop::option::of((0i64..97, 0i64..97)),
         pct in prop::option::of(0.05f64..1.0),
         cs in prop::option::of((1i64..4, 1i64..4)),
+        pick in prop::option::of((1u64..30, any::<bool>(), any::<u64>())),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
@@ -614,10 +615,35 @@ proptest! {
                 return;
             }
             let as_of = (head - as_of_back).max(1);
-            let r = query_of(Some(as_of), &labels, time, pct, cs.map(|(a, b)| (a.min(as_of), b.min(as_of))));
+            let mut r = query_of(Some(as_of), &labels, time, pct, cs.map(|(a, b)| (a.min(as_of), b.min(as_of))));
+            r.selection = pick.map(|(n, balanced, seed)| if balanced {
+                Selection::LabelBalanced { per_label: n, seed }
+            } else {
+                Selection::Uniform { count: n, seed }
+            });
             let p = prepare(one.store.as_ref(), &one.blobs, &r, 0).await.unwrap();
             let bytes = manifest_bytes(&one, &p.record.manifest_uri).await;
-            assert_eq!(decode(&bytes).1, expected(&one, &r, as_of).await);
+            let got = decode(&bytes).1;
+            let want = expected(&one, &r, as_of).await;
+            match r.selection {
+                None => assert_eq!(got, want),
+                // a selection is a subset of the query's samples, within its bounds
+                Some(selection) => {
+                    assert!(got.iter().all(|e| want.contains(e)), "{got:?} not in {want:?}");
+                    let per_group = |label: &Option<String>| got.iter().filter(|e| &e.2 == label).count();
+                    match selection {
+                        Selection::Uniform { count, .. } => {
+                            assert_eq!(got.len() as u64, count.min(want.len() as u64));
+                        }
+                        Selection::LabelBalanced { per_label, .. } => {
+                            for e in &want {
+                                let have = want.iter().filter(|w| w.2 == e.2).count() as u64;
+                                assert_eq!(per_group(&e.2) as u64, per_label.min(have));
+                            }
+                        }
+                    }
+                }
+            }
 
             let two = build(&ops).await;
             let q = prepare(two.store.as_ref(), &two.blobs, &r, 99).await.unwrap();
