@@ -3,6 +3,8 @@
 //! apart), with a token for each of two tenants, acme and globex.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod routes;
+
 use std::sync::Arc;
 use std::time::Duration;
 
