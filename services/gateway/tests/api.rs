@@ -323,6 +323,18 @@ async fn datasets_changesets_and_edits() {
             StatusCode::BAD_REQUEST,
             "unknown field",
         ),
+        (
+            "/datasets",
+            json!(["fresh"]),
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
+        ),
+        (
+            "/datasets/sensors/changesets",
+            json!(["remove", [1]]),
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
+        ),
     ] {
         let (got, v) = g.post_json(path, ACME, &body).await;
         assert_eq!(got, status, "{path} {body}: {v}");
