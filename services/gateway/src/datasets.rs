@@ -14,6 +14,7 @@ use flywheel_store::{ChangesetRecord, Edit, StoreError, TenantStore, commit_edit
 use flywheel_topics::{Record, TopicKind};
 use serde::{Deserialize, Serialize};
 
+use crate::json::Object;
 use crate::{AppState, Caller, api_error};
 
 /// An error answer: a status and a message (`{"error": "..."}`).
@@ -94,9 +95,9 @@ pub(crate) struct Create {
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<axum::Json<Create>, JsonRejection>,
+    body: Result<axum::Json<Object<Create>>, JsonRejection>,
 ) -> Answer {
-    let axum::Json(body) = body?;
+    let axum::Json(Object(body)) = body?;
     check_name(&body.name)?;
     let store = tenant_store(&state, &caller).await?;
     let existed = store.dataset(&body.name).await?.is_some();
@@ -199,10 +200,10 @@ pub(crate) async fn edit(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<axum::Json<Edit>, JsonRejection>,
+    body: Result<axum::Json<Object<Edit>>, JsonRejection>,
 ) -> Answer {
     check_name(&name)?;
-    let axum::Json(edit) = body?;
+    let axum::Json(Object(edit)) = body?;
     if let Edit::Query { query } = &edit {
         // the query must run on its source before it becomes a changeset
         let source = state.backends.sources.get(&caller.tenant, &query.source)?;

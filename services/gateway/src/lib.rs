@@ -6,6 +6,7 @@
 mod auth;
 mod datasets;
 mod health;
+mod json;
 pub mod samples;
 mod trainsets;
 

@@ -18,6 +18,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt as _;
 
 use crate::datasets::{Answer, ApiError, tenant_store};
+use crate::json::Object;
 use crate::{AppState, Caller};
 
 /// The header of a shard answer that says how many samples it holds (stored shards).
@@ -43,9 +44,9 @@ impl From<TrainsetError> for ApiError {
 pub(crate) async fn prepare(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<axum::Json<QueryRequest>, JsonRejection>,
+    body: Result<axum::Json<Object<QueryRequest>>, JsonRejection>,
 ) -> Answer {
-    let axum::Json(request) = body?;
+    let axum::Json(Object(request)) = body?;
     let store = tenant_store(&state, &caller).await?;
     let started = std::time::Instant::now();
     let p = flywheel_trainset::prepare(

@@ -2,144 +2,14 @@
 //! and Avro), datasets and changesets out, edits; malformed requests refused with a clear
 //! answer; every request scoped to its token's tenant.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use flywheel_gateway::{AppState, Auth, Backends, bind, gateway_routes, serve};
-use flywheel_schemas::{Event, Sample, encode, now_micros};
+use common::{ACME, Gateway};
+use flywheel_schemas::{Event, Sample, encode};
 use flywheel_store::{ChangesetRecord, IndexRow, NewChangeset, SampleLocation, TenantStore};
-use flywheel_topics::{
-    Bus, BusMetrics, ConsumerConfig, Subscription, Tenant, TopicKind, connect, tenant_topics,
-};
-use prometheus::Registry;
+use flywheel_topics::TopicKind;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-const ACME: &str = "acme-token-0123456789";
-const GLOBEX: &str = "globex-token-0123456789";
-
-struct Gateway {
-    base: String,
-    bus: Arc<dyn Bus>,
-    meta: Arc<dyn flywheel_store::MetaStore>,
-    http: reqwest::Client,
-    stop: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = connect(
-            &format!("embedded://{}", dir.path().join("bus").display()),
-            &BusMetrics::new(&Registry::new()),
-        )
-        .await
-        .unwrap();
-        let meta = flywheel_store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("meta.db").display()
-        ))
-        .await
-        .unwrap();
-        let tenants = [Tenant::new("acme").unwrap(), Tenant::new("globex").unwrap()];
-        for t in &tenants {
-            bus.create_topics(&tenant_topics(t)).await.unwrap();
-        }
-        let state = AppState {
-            registry: Registry::new(),
-            auth: Arc::new(Auth::with_tokens(vec![
-                (ACME.into(), tenants[0].clone()),
-                (GLOBEX.into(), tenants[1].clone()),
-            ])),
-            checks: Arc::new(Vec::new()),
-            backends: Backends {
-                bus: Arc::clone(&bus),
-                meta: Arc::clone(&meta),
-                blobs: Arc::new(object_store::memory::InMemory::new()),
-                sources: Arc::new(flywheel_sources::Sources::default()),
-            },
-        };
-        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, gateway_routes(state), stop.clone()));
-        Self {
-            base: format!("http://{addr}/api/v1"),
-            bus,
-            meta,
-            http: reqwest::Client::new(),
-            stop,
-            _dir: dir,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<(&str, Vec<u8>)>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some((content_type, bytes)) = body {
-            r = r.header("content-type", content_type).body(bytes);
-        }
-        let response = r.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None)
-            .await
-    }
-
-    async fn post_json(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
-        let bytes = serde_json::to_vec(body).unwrap();
-        self.call(
-            reqwest::Method::POST,
-            path,
-            Some(token),
-            Some(("application/json", bytes)),
-        )
-        .await
-    }
-
-    async fn tenant(&self, name: &str) -> Arc<dyn TenantStore> {
-        self.meta.tenant(&Tenant::new(name).unwrap()).await.unwrap()
-    }
-
-    /// The values on a tenant's topic.
-    async fn topic(&self, tenant: &str, kind: TopicKind, n: usize) -> Vec<Vec<u8>> {
-        let topic = kind.topic(&Tenant::new(tenant).unwrap());
-        let mut c = self
-            .bus
-            .subscribe(ConsumerConfig::new(
-                format!("reader-{}", rand_suffix()),
-                Subscription::topic(topic),
-            ))
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while out.len() < n && std::time::Instant::now() < deadline {
-            for m in c.poll(100, Duration::from_millis(100)).await.unwrap() {
-                out.push(m.value.to_vec());
-            }
-        }
-        out
-    }
-}
-
-fn rand_suffix() -> u64 {
-    now_micros().unsigned_abs()
-}
+use serde_json::json;
 
 fn jsonl(n: usize, dataset: &str) -> Vec<u8> {
     (0..n)
@@ -452,6 +322,18 @@ async fn datasets_changesets_and_edits() {
             json!({"nam":"x"}),
             StatusCode::BAD_REQUEST,
             "unknown field",
+        ),
+        (
+            "/datasets",
+            json!(["fresh"]),
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
+        ),
+        (
+            "/datasets/sensors/changesets",
+            json!(["remove", [1]]),
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
         ),
     ] {
         let (got, v) = g.post_json(path, ACME, &body).await;
