@@ -67,7 +67,7 @@ pub(crate) async fn tenant_store(
     Ok(state.backends.meta.tenant(&caller.tenant).await?)
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     flywheel_schemas::check_dataset_name(name).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,

@@ -17,7 +17,7 @@ use flywheel_trainset::{QueryRequest, Summary, TrainsetError, Version};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt as _;
 
-use crate::datasets::{Answer, ApiError, tenant_store};
+use crate::datasets::{Answer, ApiError, check_name, tenant_store};
 use crate::json::Object;
 use crate::{AppState, Caller};
 
@@ -85,6 +85,9 @@ pub(crate) async fn list(
             StatusCode::BAD_REQUEST,
             format!("unknown query parameter {bad:?}; the one known is dataset"),
         ));
+    }
+    if let Some(name) = params.get("dataset") {
+        check_name(name)?;
     }
     let store = tenant_store(&state, &caller).await?;
     let list = store

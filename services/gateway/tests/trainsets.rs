@@ -330,6 +330,11 @@ async fn bad_reads_name_what_is_wrong() {
             bad,
             "unknown query parameter \"limit\"".into(),
         ),
+        (
+            "/trainsets?dataset=a%20b".into(),
+            bad,
+            "invalid dataset name".into(),
+        ),
     ];
     for (path, status, says) in cases {
         let (got, v) = g.get(&path, ACME).await;
