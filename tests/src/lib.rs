@@ -234,3 +234,20 @@ pub fn wait_for_samples(dir: &Path, server: &Server, dataset: &str, n: u64) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The value of `var`, which names something a test needs from outside (a server, a
+/// tool). Unset: the test is skipped, saying so and how to set it (`how`), unless
+/// `require` is `1`, which makes it a failure.
+pub fn outside_resource(var: &str, require: &str, what: &str, how: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var(require).as_deref() != Ok("1"),
+                "{require}=1 but {var} is not set ({how})"
+            );
+            eprintln!("SKIPPED: {what}: set {var} ({how})");
+            None
+        }
+    }
+}

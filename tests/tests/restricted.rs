@@ -8,22 +8,17 @@
 
 use std::path::Path;
 
-use flywheel_tests::{Server, cli, cli_json, flywheel, http_get, sample_lines, wait_for_samples};
+use flywheel_tests::{
+    Server, cli, cli_json, flywheel, http_get, outside_resource, sample_lines, wait_for_samples,
+};
 
 fn postgres_url() -> Option<String> {
-    match std::env::var("FLYWHEEL_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("FLYWHEEL_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "FLYWHEEL_REQUIRE_POSTGRES=1 but FLYWHEEL_TEST_POSTGRES is not set (scripts/with-postgres.sh sets it)"
-            );
-            eprintln!(
-                "SKIPPED: restricted data end to end: set FLYWHEEL_TEST_POSTGRES (scripts/with-postgres.sh)"
-            );
-            None
-        }
-    }
+    outside_resource(
+        "FLYWHEEL_TEST_POSTGRES",
+        "FLYWHEEL_REQUIRE_POSTGRES",
+        "restricted data end to end",
+        "scripts/with-postgres.sh sets it",
+    )
 }
 
 /// Creates a table of 40 rows whose labels and features include the canary.

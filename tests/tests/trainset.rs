@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use flywheel_tests::{Server, cli, cli_json, flywheel, http_get, sample_lines, wait_for_samples};
+use flywheel_tests::{
+    Server, cli, cli_json, flywheel, http_get, outside_resource, sample_lines, wait_for_samples,
+};
 use serde_json::Value;
 
 /// Reads the shards of DIR with the `webdataset` package; prints what it saw as JSON.
@@ -33,19 +35,12 @@ print(json.dumps(seen))
 /// The python of an environment with `webdataset` (scripts/install-webdataset.sh), if the
 /// test run has one; a run that requires it fails without it.
 fn webdataset_python() -> Option<String> {
-    match std::env::var("FLYWHEEL_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("FLYWHEEL_REQUIRE_WEBDATASET").as_deref() != Ok("1"),
-                "FLYWHEEL_REQUIRE_WEBDATASET=1 but FLYWHEEL_TEST_PYTHON is not set (scripts/install-webdataset.sh prints it)"
-            );
-            eprintln!(
-                "SKIPPED: reading shards with webdataset: set FLYWHEEL_TEST_PYTHON to the python of scripts/install-webdataset.sh"
-            );
-            None
-        }
-    }
+    outside_resource(
+        "FLYWHEEL_TEST_PYTHON",
+        "FLYWHEEL_REQUIRE_WEBDATASET",
+        "reading shards with webdataset",
+        "scripts/install-webdataset.sh prints the python to set it to",
+    )
 }
 
 /// Samples with a payload on every other one (`payload {i}`).
@@ -108,40 +103,31 @@ fn prepare_show_get_and_read_with_webdataset() {
     wait_for_samples(d, &server, "sensors", 3000);
 
     // prepare: labels 1 and 2, the newest half of them
-    let args = [
-        "trainset",
-        "prepare",
-        "--dataset",
-        "sensors",
-        "--label",
-        "1",
-        "--label",
-        "2",
-        "--percentage",
-        "0.5",
-    ];
-    let (ok, version, stderr) = cli(d, &server, &args);
+    let newest_half = |first: &str, second: &str| {
+        cli(
+            d,
+            &server,
+            &[
+                "trainset",
+                "prepare",
+                "--dataset",
+                "sensors",
+                "--label",
+                first,
+                "--label",
+                second,
+                "--percentage",
+                "0.5",
+            ],
+        )
+    };
+    let (ok, version, stderr) = newest_half("1", "2");
     assert!(ok, "{stderr}");
     let version = version.trim().to_owned();
     assert_eq!(version.len(), 32, "{version}");
     assert!(stderr.contains("prepared training set"), "{stderr}");
     // again, with the labels the other way round: the same version, found
-    let (ok, again, stderr) = cli(
-        d,
-        &server,
-        &[
-            "trainset",
-            "prepare",
-            "--dataset",
-            "sensors",
-            "--label",
-            "2",
-            "--label",
-            "1",
-            "--percentage",
-            "0.5",
-        ],
-    );
+    let (ok, again, stderr) = newest_half("2", "1");
     assert!(ok, "{stderr}");
     assert_eq!(again.trim(), version);
     assert!(stderr.contains("existing training set"), "{stderr}");
@@ -194,22 +180,7 @@ fn prepare_show_get_and_read_with_webdataset() {
     // an edit later: a new query sees it, the old version still gives the same bytes
     let (ok, _, stderr) = cli(d, &server, &["changeset", "revert", "sensors", "1"]);
     assert!(ok, "{stderr}");
-    let (ok, now, stderr) = cli(
-        d,
-        &server,
-        &[
-            "trainset",
-            "prepare",
-            "--dataset",
-            "sensors",
-            "--label",
-            "1",
-            "--label",
-            "2",
-            "--percentage",
-            "0.5",
-        ],
-    );
+    let (ok, now, stderr) = newest_half("1", "2");
     assert!(ok, "{stderr}");
     assert_ne!(now.trim(), version);
     let later = cli_json(d, &server, &["trainset", "show", now.trim()]);

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use crate::model::{IndexRow, SampleLocation};
+use crate::varint::{Reader, put, unzigzag, zigzag};
 
 const FORMAT: u8 = 1;
 
@@ -145,7 +146,7 @@ impl RowBlock {
 
     /// Decodes a block of changeset `changeset`; `None` if the bytes are not one.
     pub fn decode(changeset: i64, bytes: &[u8]) -> Option<Self> {
-        let mut r = Reader { buf: bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         if r.byte()? != FORMAT {
             return None;
         }
@@ -164,7 +165,7 @@ impl RowBlock {
             prev = prev.wrapping_add(r.varint()?);
             b.keys.push(prev);
         }
-        b.uris = r.strings()?;
+        b.uris = strings(&mut r)?;
         let mut ranged = 0;
         b.uri_ids.reserve(n);
         for _ in 0..n {
@@ -186,7 +187,7 @@ impl RowBlock {
         if filled != ranged {
             return None;
         }
-        b.labels = r.strings()?;
+        b.labels = strings(&mut r)?;
         b.label_ids.reserve(n);
         for _ in 0..n {
             b.label_ids.push(match r.varint()? {
@@ -210,16 +211,8 @@ impl RowBlock {
         for _ in 0..n {
             b.sizes.push(r.varint()?);
         }
-        (r.at == bytes.len()).then_some(b)
+        r.is_done().then_some(b)
     }
-}
-
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn put_strings(out: &mut Vec<u8>, values: &[String]) {
@@ -230,53 +223,14 @@ fn put_strings(out: &mut Vec<u8>, values: &[String]) {
     }
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let b = *self.buf.get(self.at)?;
-        self.at += 1;
-        Some(b)
+fn strings(r: &mut Reader<'_>) -> Option<Vec<String>> {
+    let count = usize::try_from(r.varint()?).ok()?;
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let len = usize::try_from(r.varint()?).ok()?;
+        out.push(std::str::from_utf8(r.bytes(len)?).ok()?.to_owned());
     }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn strings(&mut self) -> Option<Vec<String>> {
-        let count = usize::try_from(self.varint()?).ok()?;
-        if count > self.buf.len() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(count);
-        for _ in 0..count {
-            let len = usize::try_from(self.varint()?).ok()?;
-            let end = self.at.checked_add(len)?;
-            let s = std::str::from_utf8(self.buf.get(self.at..end)?).ok()?;
-            self.at = end;
-            out.push(s.to_owned());
-        }
-        Some(out)
-    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod model;
 mod scylla;
 pub mod sqlite;
 mod store;
+pub mod varint;
 
 use std::sync::Arc;
 

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 
 use flywheel_schemas::RestrictedQuery;
+use flywheel_store::varint::{Reader, put as put_varint, unzigzag, zigzag};
 use flywheel_store::{IndexRow, RowBlock, SampleLocation};
 use serde::{Deserialize, Serialize};
 
@@ -473,7 +474,7 @@ pub fn read_chunk(
             span.length
         )));
     }
-    let mut r = Reader { buf: chunk, at: 0 };
+    let mut r = Reader::new(chunk);
     let mut entries = Vec::with_capacity(span.samples as usize);
     let (mut key, mut changeset, mut time) = (0u64, 0i64, 0i64);
     for i in 0..span.samples {
@@ -515,55 +516,13 @@ pub fn read_chunk(
             weight,
         });
     }
-    if r.at != chunk.len() {
+    if !r.is_done() {
         return Err(bad(format!(
             "{} bytes left after its entries",
-            chunk.len() - r.at
+            chunk.len() - r.position()
         )));
     }
     Ok(entries)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.at)?;
-            self.at += 1;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn f32(&mut self) -> Option<f32> {
-        let bytes = self.buf.get(self.at..self.at + 4)?;
-        self.at += 4;
-        Some(f32::from_le_bytes(bytes.try_into().ok()?))
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 #[cfg(test)]
@@ -703,25 +662,5 @@ mod tests {
         let mut lying = footer.clone();
         lying.uris.clear();
         read_chunk(&lying, 0, chunk, "m").unwrap_err();
-    }
-
-    #[test]
-    fn varints_and_zigzag() {
-        for v in [0u64, 1, 127, 128, 300, u64::MAX] {
-            let mut b = Vec::new();
-            put_varint(&mut b, v);
-            assert_eq!(Reader { buf: &b, at: 0 }.varint(), Some(v));
-        }
-        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
-            assert_eq!(unzigzag(zigzag(v)), v);
-        }
-        assert_eq!(
-            Reader {
-                buf: &[0x80],
-                at: 0
-            }
-            .varint(),
-            None
-        );
     }
 }
