@@ -652,3 +652,74 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn query_changesets_follow_their_reverts() {
+    let f = fixture().await;
+    add(&f, 1, &[1, 2], label_for).await;
+    let query = flywheel_schemas::RestrictedQuery {
+        source: "crm".into(),
+        sql: "SELECT label FROM t ORDER BY id".into(),
+        label_column: Some("label".into()),
+        feature_columns: vec![],
+    };
+    let edit = |e: Edit| {
+        let store = f.store.clone();
+        async move { commit_edit(store.as_ref(), "d", &e, 0).await.unwrap().id }
+    };
+    let q = edit(Edit::Query {
+        query: query.clone(),
+    })
+    .await;
+    let parts = |p: &flywheel_trainset::Prepared| -> Vec<i64> {
+        p.footer.restricted.iter().map(|r| r.changeset).collect()
+    };
+    let with = prepare(f.store.as_ref(), &f.blobs, &request(), 0)
+        .await
+        .unwrap();
+    assert_eq!(parts(&with), vec![q]);
+    assert_eq!(with.footer.restricted[0].query, query);
+    assert_eq!(
+        with.footer.shard_count(),
+        2,
+        "one stored shard, one restricted"
+    );
+
+    // only the changesets asked for
+    let stored_only = QueryRequest {
+        changesets: Some("1".into()),
+        ..request()
+    };
+    let p = prepare(f.store.as_ref(), &f.blobs, &stored_only, 0)
+        .await
+        .unwrap();
+    assert!(parts(&p).is_empty());
+
+    let revert = edit(Edit::Revert { changeset: q }).await;
+    let without = prepare(f.store.as_ref(), &f.blobs, &request(), 0)
+        .await
+        .unwrap();
+    assert!(parts(&without).is_empty(), "reverted");
+    assert_eq!(without.record.sample_count, 2);
+
+    edit(Edit::Revert { changeset: revert }).await;
+    let again = prepare(f.store.as_ref(), &f.blobs, &request(), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        parts(&again),
+        vec![q],
+        "a revert of the revert brings it back"
+    );
+
+    // the version prepared before the revert still has it
+    let before = QueryRequest {
+        as_of: Some(q),
+        ..request()
+    };
+    let p = prepare(f.store.as_ref(), &f.blobs, &before, 0)
+        .await
+        .unwrap();
+    assert_eq!(p.record.version, with.record.version);
+    assert_eq!(parts(&p), vec![q]);
+}
