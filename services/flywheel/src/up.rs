@@ -70,8 +70,13 @@ pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result
         .await
         .with_context(|| format!("opening the metadata store {}", settings.meta))?;
     let blobs = open_blobs(&settings.blobs)?;
-    let sources = flywheel_sources::Sources::open(&settings.sources)
-        .context("opening the restricted-data sources")?;
+    // only the gateway reads sources: a process without it needs none of their credentials
+    let sources = if services.contains(&Service::Gateway) {
+        flywheel_sources::Sources::open(&settings.sources)
+            .context("opening the restricted-data sources")?
+    } else {
+        flywheel_sources::Sources::default()
+    };
     for tenant in &settings.tenants {
         bus.create_topics(&tenant_topics(tenant))
             .await
