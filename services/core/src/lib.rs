@@ -3,3 +3,4 @@
 //! over compact state that the supervisor keeps in the metadata store.
 
 pub mod drift;
+pub mod selection;
