@@ -354,12 +354,13 @@ mod tests {
             .collect()
     }
 
-    fn run(policy: Policy, epochs: &[std::ops::Range<u64>]) -> Vec<Chosen> {
+    /// Samples `from..to` of each epoch, then a trigger.
+    fn run(policy: Policy, epochs: &[(u64, u64)]) -> Vec<Chosen> {
         let mut t = Tracked::new(policy, 7);
         epochs
             .iter()
-            .map(|r| {
-                t.observe(arrivals(r.clone()));
+            .map(|&(from, to)| {
+                t.observe(arrivals(from..to));
                 t.select()
             })
             .collect()
@@ -367,7 +368,7 @@ mod tests {
 
     #[test]
     fn all_and_new_data() {
-        let got = run(Policy::All, &[0..10, 10..15]);
+        let got = run(Policy::All, &[(0, 10), (10, 15)]);
         assert_eq!(got[1].keys, (0..15).collect::<Vec<_>>());
         assert!(got[1].weights.iter().all(|&w| w == 1.0));
 
@@ -375,7 +376,7 @@ mod tests {
             limit: None,
             limit_by: LimitBy::Last,
         };
-        let got = run(new, &[0..10, 10..15, 15..15]);
+        let got = run(new, &[(0, 10), (10, 15), (15, 15)]);
         assert_eq!(got[1].keys, (10..15).collect::<Vec<_>>());
         assert!(got[2].keys.is_empty());
 
@@ -383,19 +384,19 @@ mod tests {
             limit: Some(3),
             limit_by: LimitBy::Last,
         };
-        assert_eq!(run(last, &[0..10])[0].keys, vec![7, 8, 9]);
+        assert_eq!(run(last, &[(0, 10)])[0].keys, vec![7, 8, 9]);
         let uniform = Policy::NewData {
             limit: Some(3),
             limit_by: LimitBy::Uniform,
         };
-        let got = run(uniform, &[0..1000])[0].keys.clone();
+        let got = run(uniform, &[(0, 1000)])[0].keys.clone();
         assert_eq!(got.len(), 3);
         assert!(got.iter().any(|&k| k < 900), "{got:?}");
     }
 
     #[test]
     fn tail_and_freshness() {
-        let got = run(Policy::Tail { triggers: 2 }, &[0..10, 10..20, 20..30]);
+        let got = run(Policy::Tail { triggers: 2 }, &[(0, 10), (10, 20), (20, 30)]);
         assert_eq!(got[0].keys, (0..10).collect::<Vec<_>>());
         assert_eq!(got[2].keys, (10..30).collect::<Vec<_>>());
 
@@ -438,7 +439,7 @@ mod tests {
 
     #[test]
     fn label_balanced() {
-        let got = run(Policy::LabelBalanced { per_label: 4 }, &[0..100]);
+        let got = run(Policy::LabelBalanced { per_label: 4 }, &[(0, 100)]);
         assert_eq!(got[0].keys.len(), 16, "three labels and the unlabelled");
     }
 
