@@ -4,3 +4,4 @@
 
 pub mod drift;
 pub mod selection;
+pub mod trigger;

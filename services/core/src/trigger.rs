@@ -1,0 +1,461 @@
+//! Trigger policies: when a pipeline retrains. Each is a small state machine fed the
+//! pipeline's samples in the order they arrive (as changesets come in) and answering at
+//! which samples it fires. Time is event time, never the clock, so a replay decides the
+//! same; the state is plain data the supervisor stores between batches.
+
+use serde::{Deserialize, Serialize};
+
+/// A trigger policy, as a pipeline document names it (`[trigger]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TriggerConfig {
+    /// Every `samples` samples.
+    DataAmount {
+        /// How many samples between triggers.
+        samples: u64,
+    },
+    /// Every `every` of event time (humantime, e.g. `"1h"`), from the first sample's.
+    Time {
+        /// The period.
+        #[serde(with = "humantime_serde_compat")]
+        every: std::time::Duration,
+    },
+    /// When the live model's accuracy over the last `window` newly labelled samples falls
+    /// below `min_accuracy`.
+    Performance {
+        /// Outcomes the accuracy is computed over.
+        window: u32,
+        /// The bound, in (0, 1].
+        min_accuracy: f64,
+    },
+    /// When `mode` of the sub-triggers have fired since the ensemble last fired.
+    Ensemble {
+        /// `any`, `all`, or `at_least` with `n`.
+        mode: EnsembleMode,
+        /// For `at_least`: how many.
+        #[serde(default)]
+        n: Option<u32>,
+        /// The sub-triggers.
+        of: Vec<TriggerConfig>,
+    },
+}
+
+/// How an ensemble combines its sub-triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnsembleMode {
+    /// One of them.
+    Any,
+    /// Every one.
+    All,
+    /// At least `n`.
+    AtLeast,
+}
+
+/// Durations written as humantime text (`"90s"`, `"1h 30m"`).
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like 90s or 1h 30m: {e}"
+            ))
+        })
+    }
+}
+
+/// Why a trigger's parameters were refused; `field` is its path in the document.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct TriggerError {
+    /// The field, e.g. `trigger.samples`.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl TriggerConfig {
+    /// Checks the parameters; `at` is the trigger's path in the document (`trigger`).
+    pub fn validate(&self, at: &str) -> Result<(), TriggerError> {
+        let bad = |field: &str, reason: &str| {
+            Err(TriggerError {
+                field: format!("{at}.{field}"),
+                reason: reason.to_owned(),
+            })
+        };
+        match self {
+            TriggerConfig::DataAmount { samples: 0 } => bad("samples", "must be at least 1"),
+            TriggerConfig::Time { every } if every.is_zero() => {
+                bad("every", "must be longer than zero")
+            }
+            TriggerConfig::Performance { window: 0, .. } => bad("window", "must be at least 1"),
+            TriggerConfig::Performance { min_accuracy, .. }
+                if !(*min_accuracy > 0.0 && *min_accuracy <= 1.0) =>
+            {
+                bad("min_accuracy", "must be in (0, 1]")
+            }
+            TriggerConfig::Ensemble { mode, n, of } => {
+                if of.is_empty() {
+                    return bad("of", "an ensemble needs at least one sub-trigger");
+                }
+                match (mode, n) {
+                    (EnsembleMode::AtLeast, None) => return bad("n", "at_least needs n"),
+                    (EnsembleMode::AtLeast, Some(n)) if *n == 0 || *n as usize > of.len() => {
+                        return bad("n", "must be between 1 and the number of sub-triggers");
+                    }
+                    (EnsembleMode::Any | EnsembleMode::All, Some(_)) => {
+                        return bad("n", "only at_least takes n");
+                    }
+                    _ => {}
+                }
+                for (i, t) in of.iter().enumerate() {
+                    t.validate(&format!("{at}.of[{i}]"))?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A sample as triggers see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation<'a> {
+    /// Its event time (microseconds).
+    pub event_time: i64,
+    /// Its numeric features.
+    pub features: &'a [f64],
+    /// For a newly labelled sample: whether the live model predicted its label.
+    pub outcome: Option<bool>,
+}
+
+/// A trigger's state: its configuration and its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    warm_up: u64,
+    seen: u64,
+    state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum State {
+    DataAmount {
+        every: u64,
+        since: u64,
+    },
+    Time {
+        every_micros: i64,
+        /// The start of the next period; `None` before the first sample.
+        next: Option<i64>,
+    },
+    Performance {
+        window: u32,
+        min_accuracy: f64,
+        /// The last `window` outcomes, oldest first (ring buffer).
+        outcomes: Vec<bool>,
+        at: u32,
+    },
+    Ensemble {
+        mode: EnsembleMode,
+        n: u32,
+        subs: Vec<Trigger>,
+        pending: Vec<bool>,
+    },
+}
+
+impl Trigger {
+    /// A trigger in its initial state; it does not fire during the first `warm_up`
+    /// samples (its sub-triggers advance all the same).
+    pub fn new(config: &TriggerConfig, warm_up: u64) -> Self {
+        let state = match config {
+            TriggerConfig::DataAmount { samples } => State::DataAmount {
+                every: *samples,
+                since: 0,
+            },
+            TriggerConfig::Time { every } => State::Time {
+                every_micros: i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1),
+                next: None,
+            },
+            TriggerConfig::Performance {
+                window,
+                min_accuracy,
+            } => State::Performance {
+                window: *window,
+                min_accuracy: *min_accuracy,
+                outcomes: Vec::new(),
+                at: 0,
+            },
+            TriggerConfig::Ensemble { mode, n, of } => State::Ensemble {
+                mode: *mode,
+                n: match mode {
+                    EnsembleMode::Any => 1,
+                    EnsembleMode::All => of.len() as u32,
+                    EnsembleMode::AtLeast => n.unwrap_or(1),
+                },
+                subs: of.iter().map(|c| Trigger::new(c, 0)).collect(),
+                pending: vec![false; of.len()],
+            },
+        };
+        Self {
+            warm_up,
+            seen: 0,
+            state,
+        }
+    }
+
+    /// Feeds samples in arrival order; returns the positions (in `batch`) of the samples
+    /// at which the trigger fires.
+    pub fn observe(&mut self, batch: &[Observation<'_>]) -> Vec<usize> {
+        let mut fired = Vec::new();
+        for (i, o) in batch.iter().enumerate() {
+            self.seen += 1;
+            if self.step(o) && self.seen > self.warm_up {
+                fired.push(i);
+            }
+        }
+        fired
+    }
+
+    /// One sample: whether the policy fires at it (warm-up aside).
+    fn step(&mut self, o: &Observation<'_>) -> bool {
+        match &mut self.state {
+            State::DataAmount { every, since } => {
+                *since += 1;
+                if *since >= *every {
+                    *since = 0;
+                    return true;
+                }
+                false
+            }
+            State::Time { every_micros, next } => match *next {
+                None => {
+                    *next = Some(o.event_time.saturating_add(*every_micros));
+                    false
+                }
+                Some(start) if o.event_time >= start => {
+                    // the period holding this sample ends at the next boundary
+                    let periods = (o.event_time - start) / *every_micros + 1;
+                    *next = Some(start.saturating_add(periods.saturating_mul(*every_micros)));
+                    true
+                }
+                Some(_) => false,
+            },
+            State::Performance {
+                window,
+                min_accuracy,
+                outcomes,
+                at,
+            } => {
+                let Some(correct) = o.outcome else {
+                    return false;
+                };
+                if outcomes.len() < *window as usize {
+                    outcomes.push(correct);
+                } else {
+                    outcomes[*at as usize] = correct;
+                    *at = (*at + 1) % *window;
+                }
+                if outcomes.len() < *window as usize {
+                    return false;
+                }
+                let right = outcomes.iter().filter(|&&c| c).count();
+                if (right as f64) / f64::from(*window) < *min_accuracy {
+                    // a fresh window for the model trained now
+                    outcomes.clear();
+                    *at = 0;
+                    return true;
+                }
+                false
+            }
+            State::Ensemble {
+                n, subs, pending, ..
+            } => {
+                for (sub, p) in subs.iter_mut().zip(pending.iter_mut()) {
+                    sub.seen += 1;
+                    if sub.step(o) {
+                        *p = true;
+                    }
+                }
+                if pending.iter().filter(|&&p| p).count() >= *n as usize {
+                    pending.iter_mut().for_each(|p| *p = false);
+                    return true;
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(t: i64) -> Observation<'static> {
+        Observation {
+            event_time: t,
+            features: &[],
+            outcome: None,
+        }
+    }
+
+    fn parse(text: &str) -> TriggerConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn data_amount_fires_every_n() {
+        let mut t = Trigger::new(&TriggerConfig::DataAmount { samples: 3 }, 0);
+        let batch: Vec<_> = (0..10).map(at).collect();
+        assert_eq!(t.observe(&batch), vec![2, 5, 8]);
+        assert_eq!(t.observe(&batch[..2]), vec![1], "the 12th sample");
+    }
+
+    #[test]
+    fn time_fires_on_event_time_periods() {
+        let config = parse("kind = \"time\"\nevery = \"1s\"\n");
+        let mut t = Trigger::new(&config, 0);
+        let s = 1_000_000;
+        // 0, 0.5 s: nothing; 1.2 s: the first period ended; a gap to 5.1 s: once
+        let batch = [
+            at(0),
+            at(s / 2),
+            at(s + s / 5),
+            at(s + s / 2),
+            at(5 * s + s / 10),
+            at(5 * s + s / 2),
+            at(6 * s),
+        ];
+        assert_eq!(t.observe(&batch), vec![2, 4, 6]);
+        // out-of-order samples within a period do not fire
+        assert!(t.observe(&[at(3 * s)]).is_empty());
+    }
+
+    #[test]
+    fn performance_fires_below_its_bound() {
+        let config = parse("kind = \"performance\"\nwindow = 4\nmin_accuracy = 0.75\n");
+        let mut t = Trigger::new(&config, 0);
+        let o = |c: Option<bool>| Observation {
+            event_time: 0,
+            features: &[],
+            outcome: c,
+        };
+        let batch = [
+            o(Some(true)),
+            o(None),
+            o(Some(true)),
+            o(Some(true)),
+            o(Some(true)),
+            o(Some(false)),
+            o(Some(false)),
+        ];
+        // accuracy 1, 1, 0.75, then 0.5 at the last one
+        assert_eq!(t.observe(&batch), vec![6]);
+    }
+
+    #[test]
+    fn ensembles_and_warm_up() {
+        let any = parse(
+            "kind = \"ensemble\"\nmode = \"any\"\n[[of]]\nkind = \"data_amount\"\nsamples = 4\n[[of]]\nkind = \"data_amount\"\nsamples = 6\n",
+        );
+        let batch: Vec<_> = (0..12).map(at).collect();
+        assert_eq!(Trigger::new(&any, 0).observe(&batch), vec![3, 5, 7, 11]);
+        let all = parse(
+            "kind = \"ensemble\"\nmode = \"all\"\n[[of]]\nkind = \"data_amount\"\nsamples = 4\n[[of]]\nkind = \"data_amount\"\nsamples = 6\n",
+        );
+        assert_eq!(Trigger::new(&all, 0).observe(&batch), vec![5, 11]);
+        let warm = TriggerConfig::DataAmount { samples: 2 };
+        assert_eq!(Trigger::new(&warm, 5).observe(&batch), vec![5, 7, 9, 11]);
+    }
+
+    #[test]
+    fn bad_triggers_are_named() {
+        let cases = [
+            ("kind = \"data_amount\"\nsamples = 0\n", "trigger.samples"),
+            (
+                "kind = \"performance\"\nwindow = 5\nmin_accuracy = 1.5\n",
+                "trigger.min_accuracy",
+            ),
+            (
+                "kind = \"ensemble\"\nmode = \"at_least\"\nof = []\n",
+                "trigger.of",
+            ),
+            (
+                "kind = \"ensemble\"\nmode = \"at_least\"\nn = 3\n[[of]]\nkind = \"data_amount\"\nsamples = 1\n",
+                "trigger.n",
+            ),
+            (
+                "kind = \"ensemble\"\nmode = \"any\"\n[[of]]\nkind = \"data_amount\"\nsamples = 0\n",
+                "trigger.of[0].samples",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = parse(text).validate("trigger").unwrap_err();
+            assert_eq!(e.field, field, "{text}");
+        }
+        for (text, says) in [
+            ("kind = \"time\"\nevery = \"soon\"\n", "soon"),
+            ("kind = \"time\"\nevery = \"5 parsecs\"\n", "parsecs"),
+            ("kind = \"sometimes\"\n", "sometimes"),
+            ("kind = \"data_amount\"\nsample = 3\n", "sample"),
+        ] {
+            let e = toml::from_str::<TriggerConfig>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let t = parse("kind = \"time\"\nevery = \"1h 30m\"\n");
+        assert_eq!(
+            t,
+            TriggerConfig::Time {
+                every: std::time::Duration::from_secs(5400)
+            }
+        );
+        let back: TriggerConfig = toml::from_str(&toml::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    proptest! {
+        /// Feeding samples in one batch or in many, with the state saved and read back
+        /// between batches, fires at the same samples.
+        #[test]
+        fn batches_and_restarts_do_not_change_firings(
+            times in prop::collection::vec(0i64..10_000_000, 1..300),
+            cuts in prop::collection::vec(0usize..300, 0..8),
+            every in 1u64..20,
+        ) {
+            let mut times = times;
+            times.sort_unstable();
+            let batch: Vec<_> = times.iter().map(|&t| at(t)).collect();
+            let config = TriggerConfig::Ensemble {
+                mode: EnsembleMode::Any,
+                n: None,
+                of: vec![
+                    TriggerConfig::DataAmount { samples: every },
+                    TriggerConfig::Time { every: std::time::Duration::from_millis(700) },
+                ],
+            };
+            let whole = Trigger::new(&config, 3).observe(&batch);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (batch.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(batch.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut t = Trigger::new(&config, 3);
+            let mut pieces = Vec::new();
+            for w in cuts.windows(2) {
+                let saved = serde_json::to_vec(&t).unwrap();
+                t = serde_json::from_slice(&saved).unwrap();
+                pieces.extend(t.observe(&batch[w[0]..w[1]]).into_iter().map(|i| i + w[0]));
+            }
+            prop_assert_eq!(whole, pieces);
+        }
+    }
+}
