@@ -3,5 +3,6 @@
 //! over compact state that the supervisor keeps in the metadata store.
 
 pub mod drift;
+pub mod pipeline;
 pub mod selection;
 pub mod trigger;
