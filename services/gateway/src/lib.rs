@@ -7,6 +7,7 @@ mod auth;
 mod datasets;
 mod health;
 mod json;
+mod pipelines;
 pub mod samples;
 mod trainsets;
 
@@ -85,6 +86,14 @@ pub fn gateway_routes(state: AppState) -> Router {
             get(datasets::changesets).post(datasets::edit),
         )
         .route("/datasets/{name}/changesets/{id}", get(datasets::changeset))
+        .route(
+            "/pipelines",
+            get(pipelines::list)
+                .post(pipelines::submit)
+                .layer(DefaultBodyLimit::max(pipelines::MAX_DOCUMENT + 1)),
+        )
+        .route("/pipelines/{name}", get(pipelines::show))
+        .route("/pipelines/{name}/stop", post(pipelines::stop))
         .route("/trainsets", get(trainsets::list).post(trainsets::prepare))
         .route("/trainsets/{version}", get(trainsets::show))
         .route("/trainsets/{version}/manifest", get(trainsets::manifest))

@@ -5,7 +5,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::Reply;
-use crate::world::{ACME_ONLY, ACME_SAMPLES, GLOBEX_SAMPLES, SHARED, World};
+use crate::world::{
+    ACME_ONLY, ACME_PIPELINE, ACME_SAMPLES, GLOBEX_SAMPLES, SHARED, World, acme_pipeline,
+};
 
 /// One call of a route, with acme's resources in its path or body.
 pub(crate) struct Probe {
@@ -288,6 +290,32 @@ pub(crate) fn probes(w: &World) -> Vec<Probe> {
             format!("/api/v1/trainsets/{shared}/shards/0"),
             ok,
         ),
+        Probe::get("/api/v1/pipelines", "/api/v1/pipelines", ok).field(
+            "/0/name",
+            json!(ACME_PIPELINE),
+            json!("sensors-globex"),
+        ),
+        Probe::get(
+            "/api/v1/pipelines/{name}",
+            format!("/api/v1/pipelines/{ACME_PIPELINE}"),
+            not_found,
+        ),
+        Probe::post(
+            "/api/v1/pipelines/{name}/stop",
+            format!("/api/v1/pipelines/{ACME_PIPELINE}/stop"),
+            &Value::Null,
+            not_found,
+        )
+        .acme(Acme::NotSent),
+        // a document on acme's own dataset: globex has no such dataset
+        Probe::post(
+            "/api/v1/pipelines",
+            "/api/v1/pipelines",
+            &Value::Null,
+            S::BAD_REQUEST,
+        )
+        .with_body("application/toml", acme_pipeline().as_bytes())
+        .acme(Acme::NotSent),
         // a shard number only acme's copy of the version has
         Probe::get(
             "/api/v1/trainsets/{version}/shards/{n}",

@@ -147,11 +147,41 @@ pub(crate) async fn world() -> World {
         assert_eq!(status, StatusCode::CREATED, "{query}: {v}");
         acme_only.push(v["version"].as_str().unwrap().to_owned());
     }
+    // a pipeline each: acme's on its own dataset, its document holding the canary
+    for (token, document) in [
+        (ACME, acme_pipeline()),
+        (GLOBEX, pipeline_document("sensors-globex", SHARED, "")),
+    ] {
+        let (status, v) = g
+            .call(
+                reqwest::Method::POST,
+                "/pipelines",
+                Some(token),
+                Some(("application/toml", document.into_bytes())),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
     World {
         g,
         shared,
         acme_only,
     }
+}
+
+/// acme's pipeline's name.
+pub(crate) const ACME_PIPELINE: &str = "radar-retrain";
+
+/// A pipeline document on `dataset`, with `comment` in it.
+pub(crate) fn pipeline_document(name: &str, dataset: &str, comment: &str) -> String {
+    format!(
+        "# {comment}\nname = \"{name}\"\ndataset = \"{dataset}\"\n\n[trigger]\nkind = \"data_amount\"\nsamples = 100\n\n[selection]\npolicy = \"all\"\n\n[model]\nkind = \"linear\"\n"
+    )
+}
+
+/// acme's pipeline document.
+pub(crate) fn acme_pipeline() -> String {
+    pipeline_document(ACME_PIPELINE, ACME_ONLY, CANARY)
 }
 
 /// What of acme's would show that an answer holds acme's data: (what, the bytes).

@@ -1,0 +1,183 @@
+//! `/api/v1/pipelines`: submit a pipeline document (TOML), list, show and stop pipelines.
+//! A document is checked in full (every field, and that its dataset exists) before it is
+//! stored and published on the tenant's pipelines topic, where the supervisor reads it.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use flywheel_core::pipeline::Pipeline;
+use flywheel_schemas::{PipelineAction, PipelineSpec, encode, now_micros};
+use flywheel_store::{PipelineRecord, PipelineStatus};
+use flywheel_topics::{Record, TopicKind};
+use serde::Serialize;
+
+use crate::datasets::{Answer, ApiError, tenant_store};
+use crate::{AppState, Caller};
+
+/// Largest pipeline document taken.
+pub(crate) const MAX_DOCUMENT: usize = 64 * 1024;
+
+/// A pipeline as shown: its record and its parsed document.
+#[derive(Debug, Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    record: PipelineRecord,
+    /// The document, parsed (absent if a stored document no longer parses).
+    pipeline: Option<Pipeline>,
+}
+
+fn shown(record: PipelineRecord) -> Shown {
+    let pipeline = Pipeline::parse(&record.document).ok();
+    Shown { record, pipeline }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid pipeline name {name:?}: use 1 to 64 letters, digits, '-' or '_'"),
+        ))
+    }
+}
+
+/// Publishes a pipeline's submission or stop on the caller's pipelines topic.
+async fn publish(state: &AppState, caller: &Caller, spec: &PipelineSpec) -> Result<(), ApiError> {
+    let topic = TopicKind::Pipelines.topic(&caller.tenant);
+    state
+        .backends
+        .bus
+        .produce(&topic, vec![Record::keyed(spec.pipeline.as_bytes(), encode(spec))])
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "pipeline {:?} is stored but could not be published on {topic} ({e}); submit it again",
+                    spec.pipeline
+                ),
+            )
+        })
+}
+
+/// `POST /api/v1/pipelines`: a pipeline document (TOML); 201 with the pipeline, once it
+/// is stored and published. Submitting a pipeline of the same name again replaces its
+/// document (its progress is kept) and starts it if it was stopped.
+pub(crate) async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Answer {
+    if body.len() > MAX_DOCUMENT {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a pipeline document is at most {MAX_DOCUMENT} bytes"),
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "a pipeline document is UTF-8 TOML text".into(),
+        )
+    })?;
+    let pipeline =
+        Pipeline::parse(text).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let store = tenant_store(&state, &caller).await?;
+    if store.dataset(&pipeline.dataset).await?.is_none() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "pipeline dataset: dataset {:?} does not exist (create it, or send it samples, first)",
+                pipeline.dataset
+            ),
+        ));
+    }
+    let now = now_micros();
+    let record = PipelineRecord {
+        name: pipeline.name.clone(),
+        document: text.to_owned(),
+        status: PipelineStatus::Active,
+        submitted_at: now,
+        stopped_at: None,
+    };
+    store.put_pipeline(record.clone()).await?;
+    let spec = PipelineSpec {
+        tenant: caller.tenant.as_str().to_owned(),
+        pipeline: pipeline.name.clone(),
+        action: PipelineAction::Submit,
+        document: Some(record.document.clone()),
+        submitted_at: now,
+        submitted_by: None,
+    };
+    publish(&state, &caller, &spec).await?;
+    tracing::info!(tenant = %caller.tenant, pipeline = %pipeline.name, dataset = %pipeline.dataset, "pipeline submitted");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Shown {
+            record,
+            pipeline: Some(pipeline),
+        }),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/pipelines`: every pipeline, by name.
+pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Answer {
+    let store = tenant_store(&state, &caller).await?;
+    let list: Vec<Shown> = store.pipelines().await?.into_iter().map(shown).collect();
+    Ok(axum::Json(list).into_response())
+}
+
+async fn find(state: &AppState, caller: &Caller, name: &str) -> Result<PipelineRecord, ApiError> {
+    check_name(name)?;
+    let store = tenant_store(state, caller).await?;
+    store.pipeline(name).await?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("pipeline {name:?} not found"),
+        )
+    })
+}
+
+/// `GET /api/v1/pipelines/{name}`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    let record = find(&state, &caller, &name).await?;
+    Ok(axum::Json(shown(record)).into_response())
+}
+
+/// `POST /api/v1/pipelines/{name}/stop`: stops it (stopping a stopped one changes nothing).
+pub(crate) async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    let mut record = find(&state, &caller, &name).await?;
+    if record.status == PipelineStatus::Active {
+        let now = now_micros();
+        record.status = PipelineStatus::Stopped;
+        record.stopped_at = Some(now);
+        tenant_store(&state, &caller)
+            .await?
+            .put_pipeline(record.clone())
+            .await?;
+        let spec = PipelineSpec {
+            tenant: caller.tenant.as_str().to_owned(),
+            pipeline: name.clone(),
+            action: PipelineAction::Stop,
+            document: None,
+            submitted_at: now,
+            submitted_by: None,
+        };
+        publish(&state, &caller, &spec).await?;
+        tracing::info!(tenant = %caller.tenant, pipeline = %name, "pipeline stopped");
+    }
+    Ok(axum::Json(shown(record)).into_response())
+}
