@@ -41,7 +41,6 @@ fn commands_not_yet_available_say_so_and_fail() {
     for args in [
         &["serve", "supervisor"][..],
         &["serve", "trainer"],
-        &["pipeline", "list"],
         &["model", "list"],
     ] {
         let (out, stdout, stderr) = run_flywheel(dir.path(), args);

@@ -151,6 +151,20 @@ pub struct PipelineError {
     pub reason: String,
 }
 
+/// Checks a pipeline name: 1 to 64 ASCII letters, digits, `-` or `_`.
+pub fn check_pipeline_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err("use 1 to 64 letters, digits, '-' or '_'".to_owned())
+    }
+}
+
 impl Pipeline {
     /// Parses and checks a document.
     pub fn parse(text: &str) -> Result<Self, PipelineError> {
@@ -245,6 +259,23 @@ hidden = [64, 64]
         assert_eq!(p.trigger, TriggerConfig::DataAmount { samples: 10_000 });
         assert_eq!(p.training, TrainingConfig::default());
         assert_eq!(p.evaluation.holdout, 0.1);
+    }
+
+    #[test]
+    fn the_examples_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let p =
+                    Pipeline::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(p.dataset, "sensors", "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} examples");
     }
 
     #[test]

@@ -114,8 +114,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: TrainsetCommand,
     },
-    /// Submit, list, show and stop pipelines.
-    Pipeline(Pending),
+    /// Submit, list, show and stop pipelines: a pipeline is a TOML document naming a
+    /// dataset, a trigger policy, a selection policy, the model, its training and its
+    /// evaluation (examples in docs/examples/).
+    Pipeline {
+        #[command(subcommand)]
+        command: PipelineCommand,
+    },
     /// List, show, fetch models and walk their lineage.
     Model(Pending),
 }
@@ -284,6 +289,28 @@ pub(crate) struct RelabelArgs {
     /// A key whose label to remove, repeatable.
     #[arg(long = "clear", value_name = "KEY")]
     pub(crate) clear: Vec<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PipelineCommand {
+    /// Checks a pipeline document and submits it (a pipeline of the same name is
+    /// replaced, keeping its progress).
+    Submit {
+        /// The TOML document; `-` for stdin.
+        file: PathBuf,
+    },
+    /// The tenant's pipelines.
+    List,
+    /// One pipeline and its document.
+    Show {
+        /// The pipeline's name.
+        name: String,
+    },
+    /// Stops a pipeline.
+    Stop {
+        /// The pipeline's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

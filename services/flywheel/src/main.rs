@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod pipeline_cmd;
 mod produce;
 mod topics_cmd;
 mod trainset_cmd;
@@ -50,7 +51,9 @@ fn main() -> ExitCode {
         Command::Trainset { command } => {
             runtime().and_then(|rt| rt.block_on(trainset_cmd::run(&cli.global, &command)))
         }
-        Command::Pipeline(_) => return pending("pipeline"),
+        Command::Pipeline { command } => {
+            runtime().and_then(|rt| rt.block_on(pipeline_cmd::run(&cli.global, &command)))
+        }
         Command::Model(_) => return pending("model"),
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(topics_cmd::run(&cli.global, &args)))

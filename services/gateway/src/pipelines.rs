@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use flywheel_core::pipeline::Pipeline;
+use flywheel_core::pipeline::{Pipeline, check_pipeline_name};
 use flywheel_schemas::{PipelineAction, PipelineSpec, encode, now_micros};
 use flywheel_store::{PipelineRecord, PipelineStatus};
 use flywheel_topics::{Record, TopicKind};
@@ -33,19 +33,12 @@ fn shown(record: PipelineRecord) -> Shown {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError(
+    check_pipeline_name(name).map_err(|reason| {
+        ApiError(
             StatusCode::BAD_REQUEST,
-            format!("invalid pipeline name {name:?}: use 1 to 64 letters, digits, '-' or '_'"),
-        ))
-    }
+            format!("invalid pipeline name {name:?}: {reason}"),
+        )
+    })
 }
 
 /// Publishes a pipeline's submission or stop on the caller's pipelines topic.
