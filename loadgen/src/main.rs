@@ -6,6 +6,7 @@ mod bench_bus;
 mod bench_ingest;
 mod bench_meta;
 mod bench_prepare;
+mod bench_select;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,9 @@ enum Bench {
     /// Time and memory to prepare a training set as its dataset grows (1 M to 10 M
     /// samples), against reading the same index rows with one bare SELECT.
     Prepare(bench_prepare::PrepareArgs),
+    /// Keys per second (one core) each selection policy considers, and memory per tracked
+    /// sample, against copying and sorting the same keys.
+    Select(bench_select::SelectArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Prepare(args),
         } => rt.block_on(bench_prepare::run(&args)),
+        Command::Bench {
+            bench: Bench::Select(args),
+        } => bench_select::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
