@@ -1,5 +1,5 @@
 //! Drift statistics between a reference window and a current window of samples' numeric
-//! features.
+//! features, and the criteria that turn a score into a decision.
 //!
 //! A *window* is a slice of samples, each sample a slice of `d` finite features (`&[f64]`,
 //! the same `d` throughout). The statistics are pure functions over two windows:
@@ -9,7 +9,11 @@
 //! | [`ks`]    | max over features of the two-sample KS `D` | O(d (n log n + m log m))         |
 //! | [`mmd`]   | biased MMD² with a Gaussian kernel         | O(d c²), c = min(window, cap)    |
 //! | [`psi`]   | max over features of the PSI               | O(d (n log n + m log b))         |
+//!
+//! A [`Criterion`] decides whether a score fires: a fixed threshold, or a quantile of the
+//! recent scores ([`ScoreHistory`] is its state).
 
+mod criterion;
 mod error;
 mod ks;
 mod mmd;
@@ -20,6 +24,7 @@ mod properties;
 #[cfg(test)]
 mod testdata;
 
+pub use criterion::{Criterion, Decision, ScoreHistory};
 pub use error::{DriftError, Side};
 pub use ks::{ks, ks_p_value, ks_per_dimension};
 pub use mmd::{DEFAULT_MMD_MAX_SAMPLES, MEDIAN_SAMPLES, mmd};
