@@ -1,5 +1,6 @@
 //! Drift statistics between a reference window and a current window of samples' numeric
-//! features, and the criteria that turn a score into a decision.
+//! features, the criteria that turn a score into a decision, and the detector the supervisor
+//! runs per pipeline.
 //!
 //! A *window* is a slice of samples, each sample a slice of `d` finite features (`&[f64]`,
 //! the same `d` throughout). The statistics are pure functions over two windows:
@@ -11,20 +12,26 @@
 //! | [`psi`]   | max over features of the PSI               | O(d (n log n + m log b))         |
 //!
 //! A [`Criterion`] decides whether a score fires: a fixed threshold, or a quantile of the
-//! recent scores ([`ScoreHistory`] is its state).
+//! recent scores ([`ScoreHistory`] is its state). The [`DriftDetector`] keeps the two
+//! windows of one stream and evaluates them every few samples; its [`DriftState`] is plain
+//! data the supervisor stores, so a restarted supervisor makes the same decisions.
 
 mod criterion;
+mod detector;
 mod error;
 mod ks;
 mod mmd;
 mod psi;
 
 #[cfg(test)]
+mod detector_tests;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod testdata;
 
 pub use criterion::{Criterion, Decision, ScoreHistory};
+pub use detector::{DriftConfig, DriftDetector, DriftState, Evaluation, MAX_WINDOW};
 pub use error::{DriftError, Side};
 pub use ks::{ks, ks_p_value, ks_per_dimension};
 pub use mmd::{DEFAULT_MMD_MAX_SAMPLES, MEDIAN_SAMPLES, mmd};

@@ -9,7 +9,8 @@ pub enum Side {
     Reference,
     /// The current window of a statistic.
     Current,
-    /// The samples handed to a detector.
+    /// The samples handed to [`DriftDetector::observe`](super::DriftDetector::observe) or
+    /// [`observe_batch`](super::DriftDetector::observe_batch).
     Incoming,
 }
 
