@@ -13,11 +13,11 @@
 //!
 //! Both windows have the same size, so the score of two windows from one distribution has
 //! the same spread at every evaluation, before and after firings: a threshold means the
-//! same thing throughout, and the scores a dynamic criterion compares are alike. After an
-//! abrupt shift the detector fires once the shift shows in part of the current window, at
-//! most `W + every` samples after it; as that window (part old, part new) becomes the
-//! reference it may fire once more, `W` samples later, against the first window entirely
-//! after the shift, and is quiet from then on.
+//! same thing throughout, and the scores a dynamic criterion compares are alike. An abrupt
+//! shift that the criterion sees in a whole window fires once it shows in enough of the
+//! current window, at most `W + every` samples after it. As that window (part old, part
+//! new) becomes the reference, it may fire once more, `W` samples later, against the first
+//! window entirely after the shift, and is quiet from then on.
 //!
 //! State is bounded: at most `2 W` samples of `d` features, `8 d` bytes each in memory
 //! (`16 W d` bytes in all), plus the criterion's history (8 bytes a score) and a few
