@@ -15,19 +15,21 @@ pub const MEDIAN_SAMPLES: usize = 256;
 ///   2 mean k(X, Y)` with the diagonal terms included. It is never negative, exactly 0 for
 ///   identical windows, and its value on two windows of one distribution is of order
 ///   `1/n` (so compare scores across equal window sizes, as the detector does). The unbiased
-///   one drops the diagonals and goes negative under no drift, which reads badly as a score.
-/// - **Bandwidth**: the median heuristic, `σ = ` the median Euclidean distance between two
-///   distinct samples of the pooled windows (the lower median). To bound its cost the pool is
-///   [`MEDIAN_SAMPLES`] samples of each window, picked by the same rule as the cap below. If
-///   that median is 0 (mostly repeated samples), the mean squared distance stands in; if
-///   that is 0 too, every sample is the same point and the result is 0.
+///   one drops the diagonals and is often negative under no drift, which reads badly as a
+///   score.
+/// - **Bandwidth**: the median heuristic, `σ = ` the median Euclidean distance over all
+///   pairs of samples of the pooled windows (the lower median). To bound its cost the pool
+///   is at most [`MEDIAN_SAMPLES`] samples of each window, picked by the same rule as the
+///   cap below. If that median is 0 (mostly repeated samples), the mean squared distance
+///   stands in; if that is 0 too, every sample is the same point and the result is 0.
 /// - **Cap**: a window of more than `max_samples` samples is cut down deterministically to
 ///   every k-th sample starting with the first, `k = ⌈n / max_samples⌉` (between
 ///   `max_samples / 2` and `max_samples` samples are kept, spread evenly over the window).
 ///
 /// Both windows are treated alike, so the result is symmetric in them (up to rounding of
-/// the sums). Cost: O(d c²) time with `c = min(n, max_samples) + min(m, max_samples)` and
-/// O(c) extra memory; features are used as given, so put them on comparable scales first.
+/// the sums). Cost: O(d c²) time with `c = min(n, max_samples) + min(m, max_samples)`, and
+/// O(c) extra memory besides the median's pairwise distances (at most 130 816, about 1 MB).
+/// Features are used as given, so put them on comparable scales first.
 pub fn mmd<A, B>(reference: &[A], current: &[B], max_samples: usize) -> Result<f64, DriftError>
 where
     A: AsRef<[f64]>,
