@@ -224,7 +224,11 @@ impl DriftDetector {
     /// feature, is refused and leaves the detector as it was. O(d) unless it evaluates;
     /// an evaluation costs what the statistic does (see the [module](super) table).
     pub fn observe(&mut self, features: &[f64]) -> Result<Option<Evaluation>, DriftError> {
-        self.check(features, 0)?;
+        let dims = match self.state.dims {
+            0 => features.len(),
+            dims => dims,
+        };
+        check_sample(features, Side::Incoming, 0, dims)?;
         self.push(features)
     }
 
@@ -267,15 +271,6 @@ impl DriftDetector {
         s.current.clear();
         s.head = 0;
         s.since_reference = 0;
-    }
-
-    fn check(&self, features: &[f64], row: usize) -> Result<(), DriftError> {
-        let dims = if self.state.dims == 0 {
-            features.len()
-        } else {
-            self.state.dims
-        };
-        check_sample(features, Side::Incoming, row, dims)
     }
 
     /// Adds a checked sample and evaluates if it is time.
