@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::{DriftConfig, DriftDetector, DriftState};
+
 /// A trigger policy, as a pipeline document names it (`[trigger]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -20,6 +22,11 @@ pub enum TriggerConfig {
         #[serde(with = "humantime_serde_compat")]
         every: std::time::Duration,
     },
+    /// When the samples' features drift: a reference window against the current one
+    /// (KS, MMD or PSI; a static threshold or a dynamic quantile of past scores; see
+    /// [`crate::drift`]). Samples without features, or whose features do not fit the
+    /// dimension of the first, are not counted.
+    Drift(DriftConfig),
     /// When the live model's accuracy over the last `window` newly labelled samples falls
     /// below `min_accuracy`.
     Performance {
@@ -95,6 +102,10 @@ impl TriggerConfig {
             TriggerConfig::Time { every } if every.is_zero() => {
                 bad("every", "must be longer than zero")
             }
+            TriggerConfig::Drift(config) => config.validate().map_err(|e| TriggerError {
+                field: at.to_owned(),
+                reason: e.to_string(),
+            }),
             TriggerConfig::Performance { window: 0, .. } => bad("window", "must be at least 1"),
             TriggerConfig::Performance { min_accuracy, .. }
                 if !(*min_accuracy > 0.0 && *min_accuracy <= 1.0) =>
@@ -155,6 +166,7 @@ enum State {
         /// The start of the next period; `None` before the first sample.
         next: Option<i64>,
     },
+    Drift(DriftCell),
     Performance {
         window: u32,
         min_accuracy: f64,
@@ -183,6 +195,9 @@ impl Trigger {
                 every_micros: i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1),
                 next: None,
             },
+            TriggerConfig::Drift(config) => State::Drift(DriftCell(
+                DriftDetector::new(*config).expect("a validated drift configuration"),
+            )),
             TriggerConfig::Performance {
                 window,
                 min_accuracy,
@@ -247,6 +262,13 @@ impl Trigger {
                 }
                 Some(_) => false,
             },
+            State::Drift(cell) => {
+                if o.features.is_empty() {
+                    return false;
+                }
+                // a sample that does not fit (another dimension) is not counted
+                matches!(cell.0.observe(o.features), Ok(Some(e)) if e.fired)
+            }
             State::Performance {
                 window,
                 min_accuracy,
@@ -290,6 +312,45 @@ impl Trigger {
                 false
             }
         }
+    }
+}
+
+/// A drift detector, stored as its configuration and its state.
+#[derive(Debug, Clone)]
+struct DriftCell(DriftDetector);
+
+impl PartialEq for DriftCell {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.config() == other.0.config() && self.0.state() == other.0.state()
+    }
+}
+
+impl Serialize for DriftCell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            config: &'a DriftConfig,
+            state: &'a DriftState,
+        }
+        Stored {
+            config: self.0.config(),
+            state: self.0.state(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DriftCell {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            config: DriftConfig,
+            state: DriftState,
+        }
+        let stored = Stored::deserialize(d)?;
+        DriftDetector::resume(stored.config, stored.state)
+            .map(DriftCell)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -358,6 +419,41 @@ mod tests {
         ];
         // accuracy 1, 1, 0.75, then 0.5 at the last one
         assert_eq!(t.observe(&batch), vec![6]);
+    }
+
+    #[test]
+    fn drift_fires_on_a_shift_of_the_features() {
+        let config = parse(
+            "kind = \"drift\"\nmetric = \"ks\"\nwindow = 200\nevery = 50\ncriterion = { threshold = 0.5 }\n",
+        );
+        config.validate("trigger").unwrap();
+        let mut t = Trigger::new(&config, 0);
+        // a deterministic saw of features, then the same saw shifted by 10
+        let rows: Vec<[f64; 2]> = (0..1000)
+            .map(|i| {
+                let x = f64::from(i % 37) / 37.0;
+                if i < 600 {
+                    [x, 1.0 - x]
+                } else {
+                    [x + 10.0, 1.0 - x]
+                }
+            })
+            .collect();
+        let batch: Vec<Observation<'_>> = rows
+            .iter()
+            .map(|r| Observation {
+                event_time: 0,
+                features: r,
+                outcome: None,
+            })
+            .collect();
+        let fired = t.observe(&batch);
+        assert!(!fired.is_empty(), "the shift is seen");
+        assert!(fired[0] >= 600 && fired[0] < 600 + 250, "{fired:?}");
+        let e = parse("kind = \"drift\"\nmetric = \"ks\"\nwindow = 1\nevery = 1\ncriterion = { threshold = 0.5 }\n")
+            .validate("trigger")
+            .unwrap_err();
+        assert!(e.to_string().contains("window"), "{e}");
     }
 
     #[test]
