@@ -21,7 +21,7 @@ use flywheel_store::{
 use flywheel_trainset::{QueryRequest, prepare};
 use serde::Serialize;
 
-use crate::progress;
+use crate::{progress, rss_bytes};
 
 const PARTITIONS: u64 = 8;
 const SIZE: u64 = 256;
@@ -126,27 +126,16 @@ fn baseline(db: &Path) -> anyhow::Result<(Duration, u64)> {
     Ok((started.elapsed(), n))
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Runs `f`, sampling the resident set every 5 ms; returns its result and the peak growth.
 async fn with_peak_rss<T>(f: impl Future<Output = T>) -> (T, u64) {
-    let before = rss_kib();
+    let before = rss_bytes() / 1024;
     let peak = Arc::new(AtomicU64::new(before));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (peak, done) = (peak.clone(), done.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                peak.fetch_max(rss_bytes() / 1024, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
         })

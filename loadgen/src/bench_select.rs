@@ -13,6 +13,8 @@ use clap::Args;
 use flywheel_core::selection::{Arrival, LimitBy, Policy, Tracked};
 use serde::Serialize;
 
+use crate::rss_bytes;
+
 #[derive(Debug, Args)]
 pub(crate) struct SelectArgs {
     /// Samples tracked.
@@ -37,18 +39,6 @@ struct Row {
 }
 
 const LABELS: [&str; 10] = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"];
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
 
 pub(crate) fn run(args: &SelectArgs) -> anyhow::Result<()> {
     anyhow::ensure!(

@@ -103,3 +103,16 @@ pub(crate) fn progress(n: usize, what: &str, hidden: bool) -> ProgressBar {
     );
     pb
 }
+
+/// The process's resident set size, in bytes (0 where /proc is missing).
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}

@@ -251,3 +251,23 @@ pub fn outside_resource(var: &str, require: &str, what: &str, how: &str) -> Opti
         }
     }
 }
+
+/// `flywheel up` on the data directory `dir`, ready.
+pub fn up(dir: &Path) -> Server {
+    let mut c = flywheel(dir);
+    c.arg("up");
+    Server::start(c)
+}
+
+/// Publishes `lines` (samples of `dataset` as JSON lines) with `flywheel produce` and waits
+/// until the dataset holds `n` samples.
+pub fn produce_and_wait(dir: &Path, server: &Server, lines: &str, dataset: &str, n: u64) {
+    let file = dir.join(format!("{dataset}-samples.jsonl"));
+    std::fs::write(&file, lines).expect("write the samples");
+    cli_json(
+        dir,
+        server,
+        &["produce", file.to_str().expect("a UTF-8 path")],
+    );
+    wait_for_samples(dir, server, dataset, n);
+}

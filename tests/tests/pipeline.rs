@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flywheel_tests::{Server, cli, cli_json, flywheel, sample_lines, wait_for_samples};
+use flywheel_tests::{cli, cli_json, produce_and_wait, sample_lines, up};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples");
@@ -20,14 +20,9 @@ fn examples() -> Vec<PathBuf> {
 #[test]
 fn the_examples_are_submitted_listed_shown_and_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = flywheel(dir.path());
-    c.arg("up");
-    let server = Server::start(c);
     let d = dir.path();
-    let file = d.join("samples.jsonl");
-    std::fs::write(&file, sample_lines(20, "sensors")).unwrap();
-    cli_json(d, &server, &["produce", file.to_str().unwrap()]);
-    wait_for_samples(d, &server, "sensors", 20);
+    let server = up(d);
+    produce_and_wait(d, &server, &sample_lines(20, "sensors"), "sensors", 20);
 
     let examples = examples();
     assert!(examples.len() >= 4, "{examples:?}");
@@ -65,10 +60,8 @@ fn the_examples_are_submitted_listed_shown_and_stopped() {
 #[test]
 fn bad_documents_are_refused_by_field() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = flywheel(dir.path());
-    c.arg("up");
-    let server = Server::start(c);
     let d = dir.path();
+    let server = up(d);
     let good = std::fs::read_to_string(&examples()[0]).unwrap();
     let file = d.join("pipeline.toml");
     for (text, want) in [

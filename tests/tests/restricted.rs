@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use flywheel_tests::{
-    Server, cli, cli_json, flywheel, http_get, outside_resource, sample_lines, wait_for_samples,
+    Server, cli, cli_json, flywheel, http_get, outside_resource, produce_and_wait, sample_lines,
 };
 
 fn postgres_url() -> Option<String> {
@@ -112,10 +112,7 @@ fn restricted_rows_reach_the_reader_and_nothing_else() {
         );
     let server = Server::start(c);
     let d = data.as_path();
-    let file = dir.path().join("samples.jsonl");
-    std::fs::write(&file, sample_lines(50, "sensors")).unwrap();
-    cli_json(d, &server, &["produce", file.to_str().unwrap()]);
-    wait_for_samples(d, &server, "sensors", 50);
+    produce_and_wait(d, &server, &sample_lines(50, "sensors"), "sensors", 50);
 
     let sql = format!("SELECT label, a, b FROM {table} ORDER BY id");
     let query = |source: &str, sql: &str, extra: &[&str]| {

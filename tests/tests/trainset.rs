@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use flywheel_tests::{
-    Server, cli, cli_json, flywheel, http_get, outside_resource, sample_lines, wait_for_samples,
+    cli, cli_json, http_get, outside_resource, produce_and_wait, sample_lines, up,
 };
 use serde_json::Value;
 
@@ -93,14 +93,15 @@ fn shard_bytes(dir: &Path) -> Vec<Vec<u8>> {
 #[test]
 fn prepare_show_get_and_read_with_webdataset() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = flywheel(dir.path());
-    c.arg("up");
-    let server = Server::start(c);
-    let file = dir.path().join("samples.jsonl");
-    std::fs::write(&file, samples_with_payloads(3000, "sensors")).unwrap();
     let d = dir.path();
-    cli_json(d, &server, &["produce", file.to_str().unwrap()]);
-    wait_for_samples(d, &server, "sensors", 3000);
+    let server = up(d);
+    produce_and_wait(
+        d,
+        &server,
+        &samples_with_payloads(3000, "sensors"),
+        "sensors",
+        3000,
+    );
 
     // prepare: labels 1 and 2, the newest half of them
     let newest_half = |first: &str, second: &str| {
@@ -212,14 +213,9 @@ fn prepare_show_get_and_read_with_webdataset() {
 #[test]
 fn bad_input_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = flywheel(dir.path());
-    c.arg("up");
-    let server = Server::start(c);
     let d = dir.path();
-    let file = d.join("samples.jsonl");
-    std::fs::write(&file, sample_lines(10, "sensors")).unwrap();
-    cli_json(d, &server, &["produce", file.to_str().unwrap()]);
-    wait_for_samples(d, &server, "sensors", 10);
+    let server = up(d);
+    produce_and_wait(d, &server, &sample_lines(10, "sensors"), "sensors", 10);
 
     let prepare = |extra: &[&str]| {
         let mut args = vec!["trainset", "prepare", "--dataset", "sensors"];
