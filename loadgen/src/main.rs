@@ -7,6 +7,7 @@ mod bench_ingest;
 mod bench_meta;
 mod bench_prepare;
 mod bench_select;
+mod bench_trigger;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Bench {
     /// Keys per second (one core) each selection policy considers, and memory per tracked
     /// sample, against copying and sorting the same keys.
     Select(bench_select::SelectArgs),
+    /// Cost per sample of evaluating each trigger policy (data amount, time, performance,
+    /// drift by KS, PSI and MMD, an ensemble), against a pass that sums the features.
+    Trigger(bench_trigger::TriggerArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Select(args),
         } => bench_select::run(&args),
+        Command::Bench {
+            bench: Bench::Trigger(args),
+        } => bench_trigger::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
