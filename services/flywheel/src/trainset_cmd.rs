@@ -224,8 +224,22 @@ async fn get(global: &Global, client: &Client, args: &GetArgs) -> anyhow::Result
         .await
         .with_context(|| format!("creating {}", args.out.display()))?;
 
-    let manifest = fetch(client, &format!("/trainsets/{}/manifest", summary.version)).await?;
-    write_atomically(&args.out.join("manifest.bin"), &manifest).await?;
+    let manifest_path = args.out.join("manifest.bin");
+    let response = client
+        .stream(
+            Method::GET,
+            &format!("/trainsets/{}/manifest", summary.version),
+        )
+        .await?;
+    let what = format!("the manifest of training set {}", summary.version);
+    let (_, tail) = stream_to(response, &part_path(&manifest_path), &what).await?;
+    // a whole manifest ends with its footer's length and an end mark
+    let trailer = tail.len().saturating_sub(16);
+    flywheel_trainset::manifest::footer_len(&tail[trailer..], &what)
+        .with_context(|| format!("{what} is incomplete"))?;
+    tokio::fs::rename(part_path(&manifest_path), &manifest_path)
+        .await
+        .with_context(|| format!("renaming into {}", manifest_path.display()))?;
     write_atomically(
         &args.out.join("trainset.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
@@ -276,40 +290,14 @@ async fn get(global: &Global, client: &Client, args: &GetArgs) -> anyhow::Result
     Ok(())
 }
 
-async fn fetch(client: &Client, path: &str) -> anyhow::Result<Vec<u8>> {
-    let response = client.stream(Method::GET, path).await?;
-    Ok(response
-        .bytes()
-        .await
-        .with_context(|| format!("reading {path}"))?
-        .to_vec())
-}
-
-/// Streams shard `n` into `path` (through `path.part`), checking that it is whole.
-async fn download_shard(
-    client: &Client,
-    version: &str,
-    n: usize,
-    want_samples: Option<u64>,
-    path: &Path,
-    bar: &ProgressBar,
-) -> anyhow::Result<u64> {
-    let what = format!("shard {n} of training set {version}");
-    let mut response = client
-        .stream(Method::GET, &format!("/trainsets/{version}/shards/{n}"))
-        .await?;
-    let says: Option<u64> = response
-        .headers()
-        .get(flywheel_gateway::SAMPLES_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    if let (Some(want), Some(says)) = (want_samples, says)
-        && want != says
-    {
-        bail!("{what}: the gateway says {says} samples, the manifest {want}");
-    }
-    let part = part_path(path);
-    let mut file = tokio::fs::File::create(&part)
+/// Streams an answer into the file `part` (synced); returns the bytes written and the
+/// last 1024 of them.
+async fn stream_to(
+    mut response: reqwest::Response,
+    part: &Path,
+    what: &str,
+) -> anyhow::Result<(u64, Vec<u8>)> {
+    let mut file = tokio::fs::File::create(part)
         .await
         .with_context(|| format!("creating {}", part.display()))?;
     let mut written = 0u64;
@@ -330,7 +318,34 @@ async fn download_shard(
     }
     file.flush().await?;
     file.sync_all().await?;
-    drop(file);
+    Ok((written, tail))
+}
+
+/// Streams shard `n` into `path` (through `path.part`), checking that it is whole.
+async fn download_shard(
+    client: &Client,
+    version: &str,
+    n: usize,
+    want_samples: Option<u64>,
+    path: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let what = format!("shard {n} of training set {version}");
+    let response = client
+        .stream(Method::GET, &format!("/trainsets/{version}/shards/{n}"))
+        .await?;
+    let says: Option<u64> = response
+        .headers()
+        .get(flywheel_gateway::SAMPLES_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if let (Some(want), Some(says)) = (want_samples, says)
+        && want != says
+    {
+        bail!("{what}: the gateway says {says} samples, the manifest {want}");
+    }
+    let part = part_path(path);
+    let (written, tail) = stream_to(response, &part, &what).await?;
     // a tar archive ends with two zero blocks; a cut transfer does not
     if !written.is_multiple_of(512) || tail.len() < 1024 || tail.iter().any(|&b| b != 0) {
         let _ = tokio::fs::remove_file(&part).await;
