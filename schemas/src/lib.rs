@@ -6,6 +6,7 @@
 
 mod body;
 mod codec;
+pub mod duration_text;
 mod events;
 #[cfg(test)]
 mod evolution_tests;

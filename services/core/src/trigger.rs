@@ -19,7 +19,7 @@ pub enum TriggerConfig {
     /// Every `every` of event time (humantime, e.g. `"1h"`), from the first sample's.
     Time {
         /// The period.
-        #[serde(with = "humantime_serde_compat")]
+        #[serde(with = "flywheel_schemas::duration_text")]
         every: std::time::Duration,
     },
     /// When the samples' features drift: a reference window against the current one
@@ -57,25 +57,6 @@ pub enum EnsembleMode {
     All,
     /// At least `n`.
     AtLeast,
-}
-
-/// Durations written as humantime text (`"90s"`, `"1h 30m"`).
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration like 90s or 1h 30m: {e}"
-            ))
-        })
-    }
 }
 
 /// Why a trigger's parameters were refused; `field` is its path in the document.

@@ -18,7 +18,7 @@ pub struct IngestConfig {
     /// A dataset's open changeset is committed once it holds this many samples.
     pub changeset_samples: usize,
     /// ... or once its first sample has waited this long (processing time).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "flywheel_schemas::duration_text")]
     pub changeset_age: Duration,
     /// ... or once its payloads reach this many bytes.
     pub changeset_bytes: u64,
@@ -109,19 +109,6 @@ impl IngestConfig {
             return bad("ingest.poll_messages", "must be at least 1".into());
         }
         Ok(())
-    }
-}
-
-/// `changeset_age = "500ms"`: durations as humantime text.
-mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, de::Error};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| D::Error::custom(format!("{text:?} is not a duration ({e})")))
     }
 }
 

@@ -54,11 +54,17 @@ pub struct SourceConfig {
     #[serde(default)]
     pub url_file: Option<PathBuf>,
     /// How long connecting (and logging in) may take.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_connect_timeout",
+        with = "flywheel_schemas::duration_text"
+    )]
     pub connect_timeout: Duration,
     /// The server cancels a statement running longer (set on each session); while rows are
     /// streamed it bounds the server's time for each batch of rows, not the reader's.
-    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_statement_timeout",
+        with = "flywheel_schemas::duration_text"
+    )]
     pub statement_timeout: Duration,
 }
 
@@ -206,19 +212,6 @@ pub fn check_source_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// `statement_timeout = "60s"`: durations as humantime text.
-mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, de::Error};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| D::Error::custom(format!("{text:?} is not a duration ({e})")))
-    }
 }
 
 #[cfg(test)]

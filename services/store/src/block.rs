@@ -53,14 +53,7 @@ impl RowBlock {
         let mut label_ids: HashMap<&str, u32> = HashMap::new();
         for row in rows {
             b.keys.push(row.key);
-            let (uri, range) = match &row.location {
-                SampleLocation::Segment {
-                    uri,
-                    offset,
-                    length,
-                } => (uri.as_str(), Some((*offset, *length))),
-                SampleLocation::Blob { uri } => (uri.as_str(), None),
-            };
+            let (uri, range) = row.location.parts();
             let id = *uri_ids.entry(uri).or_insert_with(|| {
                 b.uris.push(uri.to_owned());
                 (b.uris.len() - 1) as u32

@@ -54,8 +54,18 @@ pub enum SampleLocation {
 impl SampleLocation {
     /// The object's URI.
     pub fn uri(&self) -> &str {
+        self.parts().0
+    }
+
+    /// The object's URI and, for a segment, the (offset, length) of the range in it.
+    pub fn parts(&self) -> (&str, Option<(u64, u64)>) {
         match self {
-            SampleLocation::Segment { uri, .. } | SampleLocation::Blob { uri } => uri,
+            SampleLocation::Segment {
+                uri,
+                offset,
+                length,
+            } => (uri, Some((*offset, *length))),
+            SampleLocation::Blob { uri } => (uri, None),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use flywheel_schemas::RestrictedQuery;
 use flywheel_store::varint::{Reader, put as put_varint, unzigzag, zigzag};
-use flywheel_store::{IndexRow, RowBlock, SampleLocation};
+use flywheel_store::{IndexRow, RowBlock};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainsetError;
@@ -215,14 +215,7 @@ impl ManifestWriter {
 
     /// Appends a sample: its index row, its label in the view, its weight.
     pub fn push(&mut self, row: &IndexRow, label: Option<&str>, weight: f32) {
-        let (uri, range) = match &row.location {
-            SampleLocation::Segment {
-                uri,
-                offset,
-                length,
-            } => (uri.as_str(), Some((*offset, *length))),
-            SampleLocation::Blob { uri } => (uri.as_str(), None),
-        };
+        let (uri, range) = row.location.parts();
         let uri = self.uri_id(uri);
         let label = label.map(|l| self.label_id(l));
         self.push_entry(&Entry {
@@ -529,6 +522,7 @@ pub fn read_chunk(
 mod tests {
     use super::*;
     use crate::query::QueryRequest;
+    use flywheel_store::SampleLocation;
 
     fn row(key: u64, changeset: i64, t: i64, seg: Option<&str>) -> IndexRow {
         IndexRow {
