@@ -50,8 +50,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// A window against itself shifted: the score does not fall as the shift grows (KS
-    /// exactly; MMD and PSI grow for shifts at least 0.5σ apart, up to 3σ, on 50 to 200
-    /// samples).
+    /// exactly; MMD grows for shifts at least 0.5σ apart, up to 3σ, on 50 to 200 samples).
+    /// PSI over the reference's quantile bins is not monotone in the shift on a finite
+    /// window (a shift can move mass into a bin whose reference share it then matches), so
+    /// of PSI only this holds: any shift of 0.5σ or more scores above the unshifted window.
     #[test]
     fn scores_grow_with_a_mean_shift(
         seed in any::<u64>(),
@@ -68,8 +70,8 @@ proptest! {
         let mmd_near = mmd(&x, &near, 200).unwrap();
         let mmd_far = mmd(&x, &far, 200).unwrap();
         prop_assert!(mmd_far > mmd_near, "mmd {} then {}", mmd_near, mmd_far);
-        let psi_near = psi(&x, &near, 10).unwrap().value;
+        let psi_still = psi(&x, &x, 10).unwrap().value;
         let psi_far = psi(&x, &far, 10).unwrap().value;
-        prop_assert!(psi_far > psi_near, "psi {} then {}", psi_near, psi_far);
+        prop_assert!(psi_far > psi_still, "psi {} then {}", psi_still, psi_far);
     }
 }
