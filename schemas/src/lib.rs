@@ -14,6 +14,7 @@ mod registry;
 mod reject;
 mod sample;
 mod timestamp;
+pub mod varint;
 
 pub use apache_avro::Schema;
 pub use body::{BODY_VERSION, Body, BodyContent, BodyError, body_len, read_body, write_body};

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use crate::model::{IndexRow, SampleLocation};
-use crate::varint::{Reader, put, unzigzag, zigzag};
+use flywheel_schemas::varint::{Reader, put, unzigzag, zigzag};
 
 const FORMAT: u8 = 1;
 

@@ -12,7 +12,6 @@ pub mod model;
 mod scylla;
 pub mod sqlite;
 mod store;
-pub mod varint;
 
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ pub use self::scylla::ScyllaStore;
 pub use block::RowBlock;
 pub use edit::{DatasetStats, Edit, Filter, commit_edit, dataset_stats};
 pub use error::StoreError;
-pub use flywheel_schemas::{ChangesetKind, RestrictedQuery, SourceRange};
+pub use flywheel_schemas::{ChangesetKind, RestrictedQuery, SourceRange, varint};
 pub use flywheel_topics::{Tenant, TopicPartition};
 pub use model::{
     ChangesetRecord, CommitOutcome, Dataset, IndexRow, ModelRecord, NewChangeset, PipelineRecord,

@@ -1,5 +1,5 @@
-//! LEB128 varints and zigzag signed integers: the integer encoding of row blocks and of
-//! training-set manifests.
+//! LEB128 varints and zigzag signed integers: the integer encoding of row blocks,
+//! training-set manifests and pipeline checkpoints.
 
 /// Appends `v` as a LEB128 varint.
 pub fn put(out: &mut Vec<u8>, mut v: u64) {
