@@ -185,7 +185,8 @@ impl ConsumerConfig {
 }
 
 /// The event bus: keyed, batched, acknowledged produce; consumer groups with committed
-/// offsets; seek; topic creation. Implemented by the embedded durable log and by Kafka, and
+/// offsets; seek; reads of a partition outside any group, and its end offset; topic
+/// creation. Implemented by the embedded durable log and by Kafka, and
 /// checked by one conformance suite (`tests/conformance.rs`).
 #[async_trait]
 pub trait Bus: Send + Sync + fmt::Debug {
@@ -202,6 +203,27 @@ pub trait Bus: Send + Sync + fmt::Debug {
 
     /// Joins a consumer group.
     async fn subscribe(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// The offset the next record produced to this partition will get (Kafka's high
+    /// watermark); 0 for a partition never written. An error names the topic if it does
+    /// not exist, or the partition if it is out of range.
+    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError>;
+
+    /// Reads up to `max` records of one partition from offset `from` on, in offset order,
+    /// outside any consumer group (nothing is joined or committed). Records that are there
+    /// are returned as soon as they are read; `timeout` bounds the wait for records not
+    /// there yet, after which the answer is empty (e.g. `from` at the end). A `from` below
+    /// the oldest record kept (negative, say) starts at the oldest. Errors as for
+    /// [`Bus::end_offset`]. Meant for rare reads, e.g. looking for a record after a crash:
+    /// on Kafka each call starts a client of its own.
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, BusError>;
 
     /// The backend's URL, as given (without credentials).
     fn url(&self) -> &str;

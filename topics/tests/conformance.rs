@@ -471,6 +471,114 @@ async fn lag_is_exported(f: Fixture) {
     }
 }
 
+async fn partitions_are_read_outside_groups_and_their_end_is_known(f: Fixture) {
+    let t = topic(&f, "read", 2).await;
+    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end"), 0, "{}", f.kind);
+    let acks = f
+        .bus
+        .produce(
+            &t,
+            (0..30)
+                .map(|i| Record::keyed(b"k".to_vec(), format!("r{i}")).to_partition(1))
+                .collect(),
+        )
+        .await
+        .expect("produce");
+    assert_eq!(acks.last().unwrap().offset, 29);
+    assert_eq!(f.bus.end_offset(&t, 1).await.expect("end"), 30);
+    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end"), 0);
+
+    // everything from 0, at most `max` at a time, in order, with keys
+    let mut got = Vec::new();
+    let mut at = 0;
+    while at < 30 {
+        let part = f.bus.read(&t, 1, at, 7, WAIT).await.expect("read");
+        assert!(
+            !part.is_empty() && part.len() <= 7,
+            "{}: {}",
+            f.kind,
+            part.len()
+        );
+        at = part.last().unwrap().offset + 1;
+        got.extend(part);
+    }
+    let offsets: Vec<i64> = got.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, (0..30).collect::<Vec<_>>(), "{}", f.kind);
+    for m in &got {
+        assert_eq!(m.value.as_ref(), format!("r{}", m.offset).as_bytes());
+        assert_eq!(m.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!((m.topic.as_str(), m.partition), (t.as_str(), 1));
+    }
+    // from the middle; a negative start is the oldest record
+    let mid = f.bus.read(&t, 1, 12, 100, WAIT).await.expect("read");
+    assert_eq!(mid.first().map(|m| m.offset), Some(12));
+    assert_eq!(mid.last().map(|m| m.offset), Some(29));
+    let oldest = f.bus.read(&t, 1, -5, 1, WAIT).await.expect("read");
+    assert_eq!(oldest.first().map(|m| m.offset), Some(0));
+
+    // at the end: nothing, after about the timeout
+    let started = Instant::now();
+    let none = f
+        .bus
+        .read(&t, 1, 30, 10, Duration::from_millis(300))
+        .await
+        .expect("read at the end");
+    assert!(none.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{}",
+        f.kind
+    );
+    // ... or what arrives while it waits
+    let bus = std::sync::Arc::clone(&f.bus);
+    let t2 = t.clone();
+    let later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bus.produce(&t2, vec![Record::unkeyed(b"late".to_vec()).to_partition(1)])
+            .await
+            .expect("produce");
+    });
+    let woke = f.bus.read(&t, 1, 30, 10, WAIT).await.expect("read");
+    later.await.unwrap();
+    assert_eq!(woke.first().map(|m| m.value.as_ref()), Some(&b"late"[..]));
+
+    // a group's offsets are not moved by reads
+    let group = unique("g");
+    let mut c = f
+        .bus
+        .subscribe(ConsumerConfig::new(&group, Subscription::topic(&t)))
+        .await
+        .expect("subscribe");
+    let first = collect(c.as_mut(), 31, WAIT).await;
+    assert_eq!(
+        first.len(),
+        31,
+        "{}: a reader took nothing from the group",
+        f.kind
+    );
+
+    // bad names and partitions are refused, by name
+    for (topic, partition) in [(t.as_str(), 2), (t.as_str(), -1)] {
+        let e = f.bus.read(topic, partition, 0, 1, WAIT).await.unwrap_err();
+        assert!(
+            matches!(e, BusError::UnknownPartition { .. }) && e.to_string().contains(&t),
+            "{}: {e}",
+            f.kind
+        );
+        let e = f.bus.end_offset(topic, partition).await.unwrap_err();
+        assert!(
+            matches!(e, BusError::UnknownPartition { .. }),
+            "{}: {e}",
+            f.kind
+        );
+    }
+    let missing = unique("missing");
+    let e = f.bus.read(&missing, 0, 0, 1, WAIT).await.unwrap_err();
+    assert!(e.to_string().contains(&missing), "{}: {e}", f.kind);
+    let e = f.bus.end_offset(&missing, 0).await.unwrap_err();
+    assert!(e.to_string().contains(&missing), "{}: {e}", f.kind);
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -494,6 +602,7 @@ macro_rules! conformance {
             case!(poll_waits_for_data_and_wakes_on_it);
             case!(topics_are_created_once_and_unknown_topics_are_refused);
             case!(lag_is_exported);
+            case!(partitions_are_read_outside_groups_and_their_end_is_known);
         }
     };
 }

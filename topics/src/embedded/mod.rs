@@ -431,6 +431,53 @@ impl Bus for EmbeddedBus {
         }))
     }
 
+    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError> {
+        Ok(self.topic(topic)?.partition(partition)?.high_watermark())
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, BusError> {
+        let log = Arc::clone(self.topic(topic)?.partition(partition)?);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.inner.changes.subscribe();
+        let max_bytes = self.inner.options.max_poll_bytes;
+        loop {
+            // mark the current state seen before looking, so no wake-up is missed
+            changes.borrow_and_update();
+            let log2 = Arc::clone(&log);
+            let records = tokio::task::spawn_blocking(move || {
+                let start = from.max(log2.log_start());
+                log2.read(Cursor::at(start), max, max_bytes)
+            })
+            .await
+            .expect("read task panicked")?
+            .0;
+            if !records.is_empty() || max == 0 {
+                return Ok(records
+                    .into_iter()
+                    .map(|r| Message {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset: r.offset,
+                        key: r.key,
+                        value: r.value,
+                        timestamp_ms: r.timestamp_ms,
+                    })
+                    .collect());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
+            }
+        }
+    }
+
     fn url(&self) -> &str {
         &self.inner.url
     }

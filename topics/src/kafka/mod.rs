@@ -57,7 +57,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use self::config::{MESSAGE_TIMEOUT, Settings, config_error, kafka, parse_url, sanitize};
 use self::consumer::KafkaConsumer;
 use crate::metrics::BusMetrics;
-use crate::{Ack, Bus, BusError, Consumer, ConsumerConfig, Record, TopicSpec, partition_for_key};
+use crate::{
+    Ack, Bus, BusError, Consumer, ConsumerConfig, Message, Record, TopicSpec, partition_for_key,
+};
 
 /// One reachability probe at connect.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -502,7 +504,54 @@ impl Bus for KafkaBus {
         Ok(Box::new(consumer))
     }
 
+    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError> {
+        self.check_partition(topic, partition).await?;
+        let inner = Arc::clone(&self.inner);
+        let t = topic.to_owned();
+        let (_, high) = tokio::task::spawn_blocking(move || {
+            inner
+                .admin
+                .inner()
+                .fetch_watermarks(&t, partition, OP_TIMEOUT)
+        })
+        .await
+        .expect("watermarks task panicked")
+        .map_err(kafka("fetch watermarks"))?;
+        Ok(high)
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, BusError> {
+        self.check_partition(topic, partition).await?;
+        consumer::read_partition(&self.inner.settings, topic, partition, from, max, timeout).await
+    }
+
     fn url(&self) -> &str {
         &self.inner.settings.url
+    }
+}
+
+impl KafkaBus {
+    /// An error unless the topic exists and has the partition.
+    async fn check_partition(&self, topic: &str, partition: i32) -> Result<(), BusError> {
+        let mut count = self.partition_count(topic, false).await?;
+        if u32::try_from(partition).is_ok_and(|p| p >= count) {
+            // the topic may have grown since it was cached
+            count = self.partition_count(topic, true).await?;
+        }
+        if partition < 0 || u32::try_from(partition).is_ok_and(|p| p >= count) {
+            return Err(BusError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: count,
+            });
+        }
+        Ok(())
     }
 }
