@@ -151,12 +151,15 @@ fn print_summary(s: &Summary) {
     if let Some(p) = q.percentage {
         filters.push(format!("newest {}%", p * 100.0));
     }
-    match q.selection {
+    match &q.selection {
         Some(Selection::Uniform { count, seed }) => {
             filters.push(format!("{count} drawn uniformly (seed {seed})"));
         }
         Some(Selection::LabelBalanced { per_label, seed }) => {
             filters.push(format!("{per_label} per label (seed {seed})"));
+        }
+        Some(Selection::Keys { list, count }) => {
+            filters.push(format!("the {count} keys of key list {list}"));
         }
         None => {}
     }

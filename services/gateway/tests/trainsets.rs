@@ -205,7 +205,7 @@ async fn bad_prepare_requests_name_what_is_wrong() {
         (
             json!({"dataset": "sensors", "selection": {"policy": "best", "count": 3, "seed": 1}}),
             StatusCode::BAD_REQUEST,
-            "selection.policy: unknown variant `best`, expected `uniform` or `label_balanced`",
+            "selection.policy: unknown variant `best`, expected one of `uniform`, `label_balanced`, `keys`",
         ),
         (
             json!({"dataset": "sensors", "selection": {"count": 3, "seed": 1}}),
@@ -226,6 +226,24 @@ async fn bad_prepare_requests_name_what_is_wrong() {
             json!({"dataset": "sensors", "selection": {"policy": "label_balanced", "per_label": 0, "seed": 1}}),
             StatusCode::BAD_REQUEST,
             "invalid selection.per_label",
+        ),
+        (
+            json!({"dataset": "sensors", "selection": {"policy": "keys", "list": "../x", "count": 1}}),
+            StatusCode::BAD_REQUEST,
+            "invalid selection.list: \"../x\" is not a key list's digest (64 lowercase hex digits)",
+        ),
+        (
+            json!({"dataset": "sensors", "selection": {"policy": "keys", "list": "ab".repeat(32), "count": 0}}),
+            StatusCode::BAD_REQUEST,
+            "invalid selection.count: a key list of 0 keys selects nothing",
+        ),
+        (
+            json!({"dataset": "sensors", "selection": {"policy": "keys", "list": "ab".repeat(32), "count": 3}}),
+            StatusCode::NOT_FOUND,
+            &format!(
+                "key list acme/sensors/selections/{}.keys not found",
+                "ab".repeat(32)
+            ),
         ),
     ] {
         let (got, v) = g.post_json("/trainsets", ACME, &body).await;

@@ -6,6 +6,7 @@
 //! ([`stored_shard`]).
 
 mod error;
+mod keys;
 pub mod manifest;
 mod prepare;
 mod query;
@@ -13,6 +14,10 @@ mod shard;
 mod summary;
 
 pub use error::TrainsetError;
+pub use keys::{
+    KeyList, decode_key_list, encode_key_list, is_digest, key_list_path, put_key_list,
+    read_key_list,
+};
 pub use manifest::{Entry, Footer, RestrictedPart, ShardSpan};
 pub use prepare::{Prepared, manifest_path, prepare, read_footer};
 pub use query::{

@@ -6,6 +6,7 @@
 //! own lists, so memory grows with the edited keys, not with the dataset. A percentage
 //! keeps the event times of the candidates (8 bytes each) to find its cutoff; a selection
 //! keeps the selected candidates' scores. Each of those needs one more read of the view.
+//! A key list is read whole before the view (12 bytes a key) and looked up per row.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
 
 use crate::TrainsetError;
+use crate::keys::read_key_list;
 use crate::manifest::{Footer, ManifestWriter, RestrictedPart, ViewLabel};
 use crate::query::{Query, QueryRequest, Selection};
 
@@ -72,10 +74,36 @@ pub async fn prepare(
         Some(p) => Some(view.cutoff(p).await?),
         None => None,
     };
-    let selected = match query.selection {
-        Some(selection) => Some(view.select(selection, cutoff).await?),
-        None => None,
+    let selected = match &query.selection {
+        Some(Selection::Uniform { count, seed }) => {
+            Some(view.select(*count, *seed, false, cutoff).await?)
+        }
+        Some(Selection::LabelBalanced { per_label, seed }) => {
+            Some(view.select(*per_label, *seed, true, cutoff).await?)
+        }
+        Some(Selection::Keys { .. }) | None => None,
     };
+    // an explicit key list: its keys ascending, and their weights
+    let listed = match &query.selection {
+        Some(Selection::Keys { list, count }) => {
+            let tenant = store.tenant().as_str();
+            let (keys, weights) = read_key_list(blobs, tenant, &query.dataset, list).await?;
+            if keys.len() as u64 != *count {
+                return Err(TrainsetError::invalid(
+                    "selection.count",
+                    format!(
+                        "key list {list} holds {} keys, the query says {count}",
+                        keys.len()
+                    ),
+                ));
+            }
+            Some((keys, weights))
+        }
+        _ => None,
+    };
+    let weighted = listed
+        .as_ref()
+        .is_some_and(|(_, w)| w.iter().any(|&x| x != 1.0));
 
     let path = manifest_path(store.tenant().as_str(), &query.dataset, version.as_str());
     let mut out = object_store::buffered::BufWriter::new(blobs.clone(), Path::from(path.clone()));
@@ -88,17 +116,24 @@ pub async fn prepare(
             },
         )
     };
-    let mut writer = ManifestWriter::new(false);
+    let mut writer = ManifestWriter::new(weighted);
     let mut blocks = view.blocks();
     while let Some(block) = blocks.try_next().await? {
         let admitted = view.admitted(&block);
         for (i, label) in admitted {
+            let weight = match &listed {
+                Some((keys, weights)) => match keys.binary_search(&block.keys[i]) {
+                    Ok(j) => weights[j],
+                    Err(_) => continue,
+                },
+                None => 1.0,
+            };
             if cutoff.is_none_or(|c| block.event_times[i] >= c)
                 && selected
                     .as_ref()
                     .is_none_or(|s| s.keeps(block.keys[i], label.text(&block)))
             {
-                writer.push_block_row(&block, i, label, 1.0);
+                writer.push_block_row(&block, i, label, weight);
             }
         }
         if let Some(bytes) = writer.drain(WRITE_CHUNK) {
@@ -244,16 +279,15 @@ impl<'a> View<'a> {
         Ok(*nth)
     }
 
-    /// The seeded selection among the candidates from `cutoff` on.
+    /// The seeded selection among the candidates from `cutoff` on: `limit` of them, or
+    /// `limit` of each label if `per_label`.
     async fn select(
         &self,
-        selection: Selection,
+        limit: u64,
+        seed: u64,
+        per_label: bool,
         cutoff: Option<i64>,
     ) -> Result<Selected, TrainsetError> {
-        let (limit, seed, per_label) = match selection {
-            Selection::Uniform { count, seed } => (count, seed, false),
-            Selection::LabelBalanced { per_label, seed } => (per_label, seed, true),
-        };
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut heaps: HashMap<Option<String>, BinaryHeap<(u64, u64)>> = HashMap::new();
         let mut blocks = self.blocks();

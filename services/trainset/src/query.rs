@@ -46,9 +46,10 @@ pub struct QueryRequest {
     pub selection: Option<Selection>,
 }
 
-/// A seeded selection. The same seed over the same samples selects the same ones; a
-/// sample's chance does not depend on the order samples are read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A selection among the query's samples: seeded draws (the same seed over the same
+/// samples selects the same ones; a sample's chance does not depend on the order samples
+/// are read in), or an explicit key list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum Selection {
     /// `count` samples drawn uniformly without replacement (all of them if fewer).
@@ -65,6 +66,14 @@ pub enum Selection {
         per_label: u64,
         /// The seed.
         seed: u64,
+    },
+    /// The samples of a stored key list ([`crate::put_key_list`]), with its weights: what
+    /// a supervisor's selection policy chose. Keys the view does not hold are left out.
+    Keys {
+        /// The list's digest (64 lowercase hex digits).
+        list: String,
+        /// Keys in the list.
+        count: u64,
     },
 }
 
@@ -201,7 +210,7 @@ impl Query {
                 ));
             }
         };
-        match request.selection {
+        match &request.selection {
             Some(Selection::Uniform { count: 0, .. }) => {
                 return Err(TrainsetError::invalid(
                     "selection.count",
@@ -212,6 +221,18 @@ impl Query {
                 return Err(TrainsetError::invalid(
                     "selection.per_label",
                     "a balanced selection of 0 samples per label selects nothing",
+                ));
+            }
+            Some(Selection::Keys { list, .. }) if !crate::keys::is_digest(list) => {
+                return Err(TrainsetError::invalid(
+                    "selection.list",
+                    format!("{list:?} is not a key list's digest (64 lowercase hex digits)"),
+                ));
+            }
+            Some(Selection::Keys { count: 0, .. }) => {
+                return Err(TrainsetError::invalid(
+                    "selection.count",
+                    "a key list of 0 keys selects nothing",
                 ));
             }
             _ => {}
@@ -233,7 +254,7 @@ impl Query {
             from: request.from,
             to: request.to,
             percentage,
-            selection: request.selection,
+            selection: request.selection.clone(),
         })
     }
 

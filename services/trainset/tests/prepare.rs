@@ -625,7 +625,7 @@ proptest! {
             let bytes = manifest_bytes(&one, &p.record.manifest_uri).await;
             let got = decode(&bytes).1;
             let want = expected(&one, &r, as_of).await;
-            match r.selection {
+            match r.selection.clone() {
                 None => assert_eq!(got, want),
                 // a selection is a subset of the query's samples, within its bounds
                 Some(selection) => {
@@ -641,6 +641,7 @@ proptest! {
                                 assert_eq!(per_group(&e.2) as u64, per_label.min(have));
                             }
                         }
+                        Selection::Keys { .. } => unreachable!("not drawn here"),
                     }
                 }
             }
@@ -650,6 +651,192 @@ proptest! {
             assert_eq!(q.record.version, p.record.version);
             assert_eq!(manifest_bytes(&two, &q.record.manifest_uri).await, bytes);
         });
+    }
+}
+
+/// A manifest's entries as (key, changeset, label, event time, weight).
+fn weighted_entries(bytes: &[u8]) -> (Footer, Vec<(Seen, f32)>) {
+    let total = bytes.len() as u64;
+    let len = footer_len(&bytes[bytes.len() - 16..], "m").unwrap();
+    let footer = read_footer(&bytes[footer_start(total, len) as usize..], total, "m").unwrap();
+    let mut entries = Vec::new();
+    for (n, s) in footer.shards.iter().enumerate() {
+        let chunk = &bytes[s.offset as usize..(s.offset + s.length) as usize];
+        for e in read_chunk(&footer, n, chunk, "m").unwrap() {
+            let label = e.label.map(|l| footer.labels[l as usize].clone());
+            entries.push(((e.key, e.changeset, label, e.event_time), e.weight));
+        }
+    }
+    (footer, entries)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A key list selects exactly the listed keys of the query's view, with the list's
+    /// weights, in the manifest's order; keys the view does not hold are left out; the
+    /// same list over a second store is the same version and the same bytes.
+    #[test]
+    fn key_lists_select_their_keys_with_their_weights(
+        ops in prop::collection::vec(op(), 1..10),
+        listed in prop::collection::btree_set(0u64..5200, 1..80),
+        weighted in any::<bool>(),
+        labels in prop::collection::vec(0u8..3, 0..2),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let one = build(&ops).await;
+            let Some(head) = one.store.dataset("d").await.unwrap().map(|d| d.head) else {
+                return;
+            };
+            if head == 0 {
+                return;
+            }
+            // listed in descending order: the list sorts them
+            let keys: Vec<u64> = listed.iter().rev().copied().collect();
+            let weight = |k: u64| if weighted { 0.25 + (k % 7) as f32 } else { 1.0 };
+            let weights: Vec<f32> = keys.iter().map(|&k| weight(k)).collect();
+            let list = flywheel_trainset::put_key_list(&one.blobs, TENANT, "d", &keys, &weights)
+                .await
+                .unwrap();
+            let mut r = query_of(None, &labels, None, None, None);
+            r.selection = Some(Selection::Keys { list: list.digest.clone(), count: list.count });
+            let p = prepare(one.store.as_ref(), &one.blobs, &r, 0).await.unwrap();
+            let bytes = manifest_bytes(&one, &p.record.manifest_uri).await;
+            let (footer, got) = weighted_entries(&bytes);
+            let want: Vec<(Seen, f32)> = expected(&one, &r, head)
+                .await
+                .into_iter()
+                .filter(|e| listed.contains(&e.0))
+                .map(|e| { let w = weight(e.0); (e, w) })
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(footer.weighted, weighted);
+
+            let two = build(&ops).await;
+            let again = flywheel_trainset::put_key_list(&two.blobs, TENANT, "d", &keys, &weights)
+                .await
+                .unwrap();
+            assert_eq!(again, list);
+            let q = prepare(two.store.as_ref(), &two.blobs, &r, 99).await.unwrap();
+            assert_eq!(q.record.version, p.record.version);
+            assert_eq!(manifest_bytes(&two, &q.record.manifest_uri).await, bytes);
+        });
+    }
+}
+
+#[tokio::test]
+async fn bad_key_lists_are_refused_by_name() {
+    let f = fixture().await;
+    add(&f, 1, &[1, 2, 3], label_for).await;
+    let ask = |list: String, count: u64| QueryRequest {
+        selection: Some(Selection::Keys { list, count }),
+        ..request()
+    };
+    // not a digest: no path is ever built from it
+    for bad in ["../x".to_owned(), "A".repeat(64), "a".repeat(63)] {
+        let e = prepare(f.store.as_ref(), &f.blobs, &ask(bad, 1), 0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                TrainsetError::Invalid {
+                    field: "selection.list",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    let e = prepare(f.store.as_ref(), &f.blobs, &ask("a".repeat(64), 0), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            TrainsetError::Invalid {
+                field: "selection.count",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // a list that is not there
+    let e = prepare(f.store.as_ref(), &f.blobs, &ask("b".repeat(64), 2), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, TrainsetError::NotFound(what) if what.contains("selections")),
+        "{e}"
+    );
+    // a count that is not the list's
+    let list = flywheel_trainset::put_key_list(&f.blobs, TENANT, "d", &[2, 3], &[1.0, 1.0])
+        .await
+        .unwrap();
+    let e = prepare(f.store.as_ref(), &f.blobs, &ask(list.digest.clone(), 3), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            TrainsetError::Invalid {
+                field: "selection.count",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // keys missing from the view are left out
+    let partial = flywheel_trainset::put_key_list(&f.blobs, TENANT, "d", &[3, 99], &[2.0, 1.0])
+        .await
+        .unwrap();
+    let p = prepare(f.store.as_ref(), &f.blobs, &ask(partial.digest, 2), 0)
+        .await
+        .unwrap();
+    assert_eq!(p.footer.samples, 1);
+    assert!(p.footer.weighted);
+    // a damaged list, and a cut one, are refused naming the object
+    let path = Path::from(flywheel_trainset::key_list_path(TENANT, "d", &list.digest));
+    let mut bytes = f
+        .blobs
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    bytes[9] ^= 1;
+    f.blobs
+        .put(&path, PutPayload::from(bytes.clone()))
+        .await
+        .unwrap();
+    let e = prepare(f.store.as_ref(), &f.blobs, &ask(list.digest.clone(), 2), 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, TrainsetError::Corrupt { what, .. } if what.contains(&list.digest)),
+        "{e}"
+    );
+    bytes.truncate(bytes.len() - 3);
+    f.blobs.put(&path, PutPayload::from(bytes)).await.unwrap();
+    let e = prepare(f.store.as_ref(), &f.blobs, &ask(list.digest, 2), 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, TrainsetError::Corrupt { .. }), "{e}");
+    // bad lists are refused before they are stored
+    for (keys, weights) in [
+        (vec![1, 1], vec![1.0, 1.0]),
+        (vec![1], vec![f32::NAN]),
+        (vec![1], vec![0.0]),
+        (vec![1], vec![-2.0]),
+        (vec![1, 2], vec![1.0]),
+    ] {
+        let e = flywheel_trainset::put_key_list(&f.blobs, TENANT, "d", &keys, &weights)
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, TrainsetError::Invalid { .. }), "{e}");
     }
 }
 
