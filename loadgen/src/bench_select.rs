@@ -6,6 +6,8 @@
 //! of the samples (`observe`) and the selections (`select`), in keys considered per second.
 //! Baseline, in the same run: copying the same keys into a vector and sorting them
 //! (already sorted, so a pass), the least a selection that returns keys in order costs.
+//! After the last epoch, the state is encoded as the supervisor checkpoints it and read
+//! back: its size per sample and the time each way.
 
 use std::time::Instant;
 
@@ -36,6 +38,9 @@ struct Row {
     select_ratio_to_baseline: f64,
     selected_last: usize,
     bytes_per_sample: f64,
+    checkpoint_bytes_per_sample: f64,
+    checkpoint_encode_seconds: f64,
+    checkpoint_decode_seconds: f64,
 }
 
 const LABELS: [&str; 10] = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"];
@@ -117,6 +122,15 @@ pub(crate) fn run(args: &SelectArgs) -> anyhow::Result<()> {
             last = chosen.keys.len();
         }
         let bytes = rss_bytes().saturating_sub(before) as f64 / args.samples as f64;
+        // the supervisor's checkpoint of this state
+        let started = Instant::now();
+        let encoded = t.encode();
+        let encode_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let decoded = Tracked::decode(policy.clone(), 7, &encoded)?;
+        let decode_s = started.elapsed().as_secs_f64();
+        anyhow::ensure!(decoded == t, "{name}: the checkpoint does not read back");
+        drop(decoded);
         let select_rate = considered as f64 / select_s;
         let row = Row {
             policy: name,
@@ -125,16 +139,22 @@ pub(crate) fn run(args: &SelectArgs) -> anyhow::Result<()> {
             select_ratio_to_baseline: select_rate / baseline,
             selected_last: last,
             bytes_per_sample: bytes,
+            checkpoint_bytes_per_sample: encoded.len() as f64 / args.samples as f64,
+            checkpoint_encode_seconds: encode_s,
+            checkpoint_decode_seconds: decode_s,
         };
         if !args.json {
             println!(
-                "{:<32} observe {:>7.1} M keys/s | select {:>7.1} M keys/s ({:.2}x) | last selection {:>9} | {:>5.1} B/sample",
+                "{:<32} observe {:>7.1} M keys/s | select {:>7.1} M keys/s ({:.2}x) | last selection {:>9} | {:>5.1} B/sample | checkpoint {:>5.1} B/sample, {:.2} s to write, {:.2} s to read",
                 row.policy,
                 row.observe_keys_per_second / 1e6,
                 row.select_keys_per_second / 1e6,
                 row.select_ratio_to_baseline,
                 row.selected_last,
-                row.bytes_per_sample
+                row.bytes_per_sample,
+                row.checkpoint_bytes_per_sample,
+                row.checkpoint_encode_seconds,
+                row.checkpoint_decode_seconds
             );
         }
         drop(t);

@@ -213,3 +213,25 @@ fn bad_backend_urls_are_named_before_anything_is_served() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn the_supervisor_runs_alone_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = flywheel(dir.path());
+    c.args(["serve", "supervisor"]);
+    let server = Server::start(c);
+    assert_eq!(server.ready["services"], serde_json::json!(["supervisor"]));
+    // no API here, but its metrics once it has looked for pipelines
+    assert_eq!(http_get(&server.addr, "/api/v1/whoami", None).0, 404);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, metrics) = http_get(&server.addr, "/metrics", None);
+        if metrics.contains(r#"flywheel_supervisor_pipelines{tenant="default"} 0"#) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+}

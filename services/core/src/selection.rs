@@ -417,9 +417,10 @@ impl Tracked {
         let mut last = 0u32;
         for _ in 0..n {
             let d = small(r.varint().ok_or_else(cut)?, "epoch out of range")?;
-            last = last.checked_add(d).filter(|&e| e <= epoch).ok_or_else(|| {
-                bad("a sample's epoch is after the current one")
-            })?;
+            last = last
+                .checked_add(d)
+                .filter(|&e| e <= epoch)
+                .ok_or_else(|| bad("a sample's epoch is after the current one"))?;
             epochs.push(last);
         }
         let mut used = Vec::with_capacity(n);
@@ -701,7 +702,7 @@ mod tests {
             for len in 0..bytes.len() {
                 prop_assert!(Tracked::decode(policy.clone(), seed, &bytes[..len]).is_err());
             }
-            let mut longer = bytes.clone();
+            let mut longer = bytes;
             longer.push(0);
             prop_assert!(Tracked::decode(policy, seed, &longer).is_err());
         }

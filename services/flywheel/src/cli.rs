@@ -76,8 +76,8 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run every service in one process on the configured backends (today: the gateway
-    /// and ingest; the topics of every configured tenant are created). Serves the HTTP
+    /// Run every service in one process on the configured backends (today: the gateway,
+    /// ingest and the supervisor; the topics of every configured tenant are created). Serves the HTTP
     /// API, /healthz and /metrics on --http. Stops cleanly on SIGINT or SIGTERM.
     Up,
     /// Run one service (every one serves /healthz and /metrics on --http; the gateway
@@ -293,18 +293,29 @@ pub(crate) struct RelabelArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PipelineCommand {
-    /// Checks a pipeline document and submits it (a pipeline of the same name is
-    /// replaced, keeping its progress).
+    /// Checks a pipeline document and submits it. The supervisor observes the dataset's
+    /// changesets committed so far as history (no trigger fires on them) and emits
+    /// training sets for triggers on later ones. Submitting a pipeline of the same name
+    /// again replaces it and starts its policies over the same way; trigger ids go on.
     Submit {
         /// The TOML document; `-` for stdin.
         file: PathBuf,
     },
     /// The tenant's pipelines.
     List,
-    /// One pipeline and its document.
+    /// One pipeline, its document and the supervisor's progress on it.
     Show {
         /// The pipeline's name.
         name: String,
+    },
+    /// The training sets the supervisor emitted for a pipeline (its triggers), oldest
+    /// first, as long as the trainsets topic keeps them.
+    Triggers {
+        /// The pipeline's name.
+        name: String,
+        /// Only the newest N.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
     },
     /// Stops a pipeline.
     Stop {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use flywheel_ingest::IngestConfig;
 use flywheel_sources::SourcesConfig;
+use flywheel_supervisor::SupervisorConfig;
 use flywheel_topics::Tenant;
 use serde::Deserialize;
 
@@ -36,6 +37,9 @@ struct FileConfig {
     /// The ingest service.
     #[serde(default)]
     ingest: IngestConfig,
+    /// The supervisor.
+    #[serde(default)]
+    supervisor: SupervisorConfig,
     /// Restricted-data sources, `[sources.NAME]`.
     #[serde(default)]
     sources: SourcesConfig,
@@ -65,6 +69,8 @@ pub(crate) struct Settings {
     pub(crate) tokens: Vec<(String, Tenant)>,
     /// The ingest service's settings.
     pub(crate) ingest: IngestConfig,
+    /// The supervisor's settings.
+    pub(crate) supervisor: SupervisorConfig,
     /// Restricted-data sources (their credentials are read when the gateway starts).
     pub(crate) sources: SourcesConfig,
 }
@@ -80,6 +86,7 @@ impl fmt::Debug for Settings {
             .field("tenants", &self.tenants)
             .field("tokens", &format_args!("{} (hidden)", self.tokens.len()))
             .field("ingest", &self.ingest)
+            .field("supervisor", &self.supervisor)
             .field("sources", &self.sources)
             .finish()
     }
@@ -169,6 +176,8 @@ impl Settings {
         };
         let ingest = file.ingest;
         ingest.validate().with_context(place)?;
+        let supervisor = file.supervisor;
+        supervisor.validate().with_context(place)?;
         let sources = file.sources;
         sources.validate().with_context(place)?;
 
@@ -181,6 +190,7 @@ impl Settings {
             tenants,
             tokens,
             ingest,
+            supervisor,
             sources,
         })
     }
@@ -316,6 +326,32 @@ mod tests {
             let e = err(text);
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_supervisor_section_is_read_and_checked() {
+        let s = settings(
+            "[supervisor]\nrescan = \"1s\"\ncheckpoint_every = \"10m\"\ntenants = [\"acme\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.supervisor.rescan, std::time::Duration::from_secs(1));
+        assert_eq!(
+            s.supervisor.checkpoint_every,
+            std::time::Duration::from_secs(600)
+        );
+        assert_eq!(s.supervisor.tenants, ["acme"]);
+        let e = err("[supervisor]\nrescn = \"1s\"\n");
+        assert!(e.contains("unknown field `rescn`"), "{e}");
+        let e = err("[supervisor]\nrescan = \"0s\"\n");
+        assert!(
+            e.contains("supervisor.rescan: must be at least 10ms"),
+            "{e}"
+        );
+        let e = err("[supervisor]\ncheckpoint_every = 5\n");
+        assert!(e.contains("invalid type"), "{e}");
+        let e = err("[supervisor]\ntenants = [\"Not One\"]\n");
+        assert!(e.contains("supervisor.tenants"), "{e}");
     }
 
     #[test]

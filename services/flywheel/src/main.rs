@@ -31,10 +31,14 @@ fn main() -> ExitCode {
         ExitCode::from(EXIT_NOT_AVAILABLE)
     };
     let result = match cli.command {
-        Command::Up => runtime()
-            .and_then(|rt| rt.block_on(up::run(&cli.global, &[Service::Gateway, Service::Ingest]))),
+        Command::Up => runtime().and_then(|rt| {
+            rt.block_on(up::run(
+                &cli.global,
+                &[Service::Gateway, Service::Ingest, Service::Supervisor],
+            ))
+        }),
         Command::Serve {
-            service: service @ (Service::Gateway | Service::Ingest),
+            service: service @ (Service::Gateway | Service::Ingest | Service::Supervisor),
         } => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &[service]))),
         Command::Serve { service } => {
             return pending(&format!("serve {}", service.name()));

@@ -83,7 +83,53 @@ pub(crate) async fn run(global: &Global, command: &PipelineCommand) -> anyhow::R
             if let Some(t) = p["stopped_at"].as_i64() {
                 println!("stopped    {}", time(t));
             }
+            let s = &p["state"];
+            if s.is_null() {
+                println!("progress   not run by a supervisor yet");
+            } else {
+                println!(
+                    "progress   changeset {} folded ({} and before were history), {} samples tracked at the last checkpoint",
+                    s["processed"], s["live_from"], s["tracked"]
+                );
+                match s["last"].as_object() {
+                    Some(last) => println!(
+                        "triggers   {} emitted; the last: {} samples, training set {} at changeset {}",
+                        s["emitted"],
+                        last["sample_count"],
+                        last["version"].as_str().unwrap_or("?"),
+                        last["changeset"]
+                    ),
+                    None => println!("triggers   none emitted yet"),
+                }
+            }
             println!("\n{}", p["document"].as_str().unwrap_or("").trim_end());
+        }
+        PipelineCommand::Triggers { name, limit } => {
+            let list: Vec<Value> = client
+                .get(&format!("{}/triggers?limit={limit}", path(name)?))
+                .await?;
+            if global.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("pipeline {name} has emitted no training sets yet");
+                return Ok(());
+            }
+            println!(
+                "{:>8} {:<32} {:>10} {:>10} {:<12} CREATED",
+                "TRIGGER", "TRAINING SET", "SAMPLES", "CHANGESET", "REASON"
+            );
+            for e in list {
+                println!(
+                    "{:>8} {:<32} {:>10} {:>10} {:<12} {}",
+                    e["trigger_id"],
+                    e["version"].as_str().unwrap_or("?"),
+                    e["sample_count"],
+                    e["head_changeset"],
+                    e["trigger_reason"].as_str().unwrap_or("?"),
+                    time(e["created_at"].as_i64().unwrap_or(0))
+                );
+            }
         }
         PipelineCommand::Stop { name } => {
             let p: Value = client

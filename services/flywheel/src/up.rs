@@ -11,6 +11,7 @@ use flywheel_gateway::{
 };
 use flywheel_ingest::{Ingest, IngestMetrics};
 use flywheel_store::blobs::open_blobs;
+use flywheel_supervisor::{Supervisor, SupervisorMetrics};
 use flywheel_topics::{BusMetrics, TopicKind, connect, tenant_topics};
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;
@@ -189,6 +190,23 @@ pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result
             (
                 "ingest",
                 ingest.run(stop).await.map_err(anyhow::Error::from),
+            )
+        });
+    }
+
+    if services.contains(&Service::Supervisor) {
+        let supervisor = Supervisor::new(
+            Arc::clone(&bus),
+            Arc::clone(&meta),
+            Arc::clone(&blobs),
+            settings.supervisor.clone(),
+            SupervisorMetrics::new(&registry),
+        )?;
+        let stop = shutdown.clone();
+        workers.spawn(async move {
+            (
+                "supervisor",
+                supervisor.run(stop).await.map_err(anyhow::Error::from),
             )
         });
     }

@@ -94,6 +94,7 @@ pub fn gateway_routes(state: AppState) -> Router {
         )
         .route("/pipelines/{name}", get(pipelines::show))
         .route("/pipelines/{name}/stop", post(pipelines::stop))
+        .route("/pipelines/{name}/triggers", get(pipelines::triggers))
         .route("/trainsets", get(trainsets::list).post(trainsets::prepare))
         .route("/trainsets/{version}", get(trainsets::show))
         .route("/trainsets/{version}/manifest", get(trainsets::manifest))

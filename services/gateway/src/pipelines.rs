@@ -3,12 +3,16 @@
 //! stored and published on the tenant's pipelines topic, where the supervisor reads it.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use flywheel_core::pipeline::{Pipeline, check_pipeline_name};
 use flywheel_schemas::{PipelineAction, PipelineSpec, encode, now_micros};
-use flywheel_store::{PipelineRecord, PipelineStatus};
+use flywheel_store::{PipelineRecord, PipelineStatus, TenantStore};
+use flywheel_supervisor::pipeline_events;
+use flywheel_supervisor::state::PipelineState;
 use flywheel_topics::{Record, TopicKind};
 use serde::Serialize;
 
@@ -18,18 +22,34 @@ use crate::{AppState, Caller};
 /// Largest pipeline document taken.
 pub(crate) const MAX_DOCUMENT: usize = 64 * 1024;
 
-/// A pipeline as shown: its record and its parsed document.
+/// A pipeline as shown: its record, its parsed document and the supervisor's progress.
 #[derive(Debug, Serialize)]
 struct Shown {
     #[serde(flatten)]
     record: PipelineRecord,
     /// The document, parsed (absent if a stored document no longer parses).
     pipeline: Option<Pipeline>,
+    /// How far the supervisor got (absent before it first ran the pipeline).
+    state: Option<PipelineState>,
 }
 
-fn shown(record: PipelineRecord) -> Shown {
+async fn shown(store: &dyn TenantStore, record: PipelineRecord) -> Result<Shown, ApiError> {
     let pipeline = Pipeline::parse(&record.document).ok();
-    Shown { record, pipeline }
+    let state = match store.pipeline_state(&record.name).await? {
+        Some((bytes, _)) => match PipelineState::parse(&bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(pipeline = %record.name, "the stored state does not parse: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    Ok(Shown {
+        record,
+        pipeline,
+        state,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -63,7 +83,8 @@ async fn publish(state: &AppState, caller: &Caller, spec: &PipelineSpec) -> Resu
 
 /// `POST /api/v1/pipelines`: a pipeline document (TOML); 201 with the pipeline, once it
 /// is stored and published. Submitting a pipeline of the same name again replaces its
-/// document (its progress is kept) and starts it if it was stopped.
+/// document and starts it over (also if it was stopped): the supervisor observes the
+/// changesets committed so far as history, and trigger ids go on from the last.
 pub(crate) async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Answer {
     if body.len() > MAX_DOCUMENT {
         return Err(ApiError(
@@ -113,6 +134,7 @@ pub(crate) async fn submit(State(state): State<AppState>, caller: Caller, body: 
         axum::Json(Shown {
             record,
             pipeline: Some(pipeline),
+            state: None,
         }),
     )
         .into_response())
@@ -121,7 +143,10 @@ pub(crate) async fn submit(State(state): State<AppState>, caller: Caller, body: 
 /// `GET /api/v1/pipelines`: every pipeline, by name.
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Answer {
     let store = tenant_store(&state, &caller).await?;
-    let list: Vec<Shown> = store.pipelines().await?.into_iter().map(shown).collect();
+    let mut list = Vec::new();
+    for record in store.pipelines().await? {
+        list.push(shown(store.as_ref(), record).await?);
+    }
     Ok(axum::Json(list).into_response())
 }
 
@@ -143,7 +168,50 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Answer {
     let record = find(&state, &caller, &name).await?;
-    Ok(axum::Json(shown(record)).into_response())
+    let store = tenant_store(&state, &caller).await?;
+    Ok(axum::Json(shown(store.as_ref(), record).await?).into_response())
+}
+
+/// Most training-set events `triggers` answers.
+const MAX_TRIGGERS: usize = 10_000;
+
+/// `GET /api/v1/pipelines/{name}/triggers[?limit=N]`: the training-set events the
+/// supervisor emitted for the pipeline and the trainsets topic still keeps, oldest first
+/// (the newest `limit`, default and at most 10,000).
+pub(crate) async fn triggers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    if let Some(bad) = params.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown query parameter {bad:?}; the one known is limit"),
+        ));
+    }
+    let limit = match params.get("limit") {
+        None => MAX_TRIGGERS,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_TRIGGERS).contains(&n) => n,
+            _ => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit {text:?} is not a number from 1 to {MAX_TRIGGERS}"),
+                ));
+            }
+        },
+    };
+    find(&state, &caller, &name).await?;
+    let events = pipeline_events(state.backends.bus.as_ref(), &caller.tenant, &name, limit)
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("reading the trainsets topic: {e}"),
+            )
+        })?;
+    Ok(axum::Json(events).into_response())
 }
 
 /// `POST /api/v1/pipelines/{name}/stop`: stops it (stopping a stopped one changes nothing).
@@ -172,5 +240,6 @@ pub(crate) async fn stop(
         publish(&state, &caller, &spec).await?;
         tracing::info!(tenant = %caller.tenant, pipeline = %name, "pipeline stopped");
     }
-    Ok(axum::Json(shown(record)).into_response())
+    let store = tenant_store(&state, &caller).await?;
+    Ok(axum::Json(shown(store.as_ref(), record).await?).into_response())
 }

@@ -72,6 +72,10 @@ async fn submit_list_show_stop() {
         (status, &shown["document"]),
         (StatusCode::OK, &v["document"])
     );
+    // no supervisor runs here: no progress, no triggers
+    assert!(shown["state"].is_null(), "{shown}");
+    let (status, triggers) = g.get("/pipelines/sensors-retrain/triggers", ACME).await;
+    assert_eq!((status, triggers), (StatusCode::OK, serde_json::json!([])));
 
     // a new document under the same name replaces the old one
     let (status, v) = submit(&g, &GOOD.replace("samples = 1000", "samples = 2000")).await;
@@ -171,6 +175,31 @@ async fn bad_documents_are_refused_before_anything_is_published() {
         (Method::GET, "/pipelines/nope", StatusCode::NOT_FOUND),
         (Method::POST, "/pipelines/nope/stop", StatusCode::NOT_FOUND),
         (Method::GET, "/pipelines/no%20pe", StatusCode::BAD_REQUEST),
+        (
+            Method::GET,
+            "/pipelines/nope/triggers",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/pipelines/nope/triggers?limit=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/pipelines/nope/triggers?limit=x",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/pipelines/nope/triggers?limit=10001",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/pipelines/nope/triggers?since=1",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (got, v) = g.call(method, path, Some(ACME), None).await;
         assert_eq!(got, status, "{path}: {v}");

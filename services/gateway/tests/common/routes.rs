@@ -20,6 +20,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/pipelines"),
     ("GET", "/api/v1/pipelines/{name}"),
     ("POST", "/api/v1/pipelines/{name}/stop"),
+    ("GET", "/api/v1/pipelines/{name}/triggers"),
     ("GET", "/api/v1/trainsets"),
     ("POST", "/api/v1/trainsets"),
     ("GET", "/api/v1/trainsets/{version}"),

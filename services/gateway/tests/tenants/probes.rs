@@ -300,6 +300,11 @@ pub(crate) fn probes(w: &World) -> Vec<Probe> {
             format!("/api/v1/pipelines/{ACME_PIPELINE}"),
             not_found,
         ),
+        Probe::get(
+            "/api/v1/pipelines/{name}/triggers",
+            format!("/api/v1/pipelines/{ACME_PIPELINE}/triggers"),
+            not_found,
+        ),
         Probe::post(
             "/api/v1/pipelines/{name}/stop",
             format!("/api/v1/pipelines/{ACME_PIPELINE}/stop"),

@@ -162,6 +162,31 @@ pub(crate) async fn world() -> World {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
     }
+    // what a supervisor would have emitted for acme's pipeline
+    let event = flywheel_schemas::TrainingSet {
+        tenant: "acme".into(),
+        pipeline: ACME_PIPELINE.into(),
+        trigger_id: 1,
+        dataset: ACME_ONLY.into(),
+        version: acme_only[1].clone(),
+        head_changeset: 1,
+        manifest_uri: format!("acme/{ACME_ONLY}/trainsets/{}.manifest", acme_only[1]),
+        sample_count: 4,
+        trigger_reason: format!("{CANARY} trigger"),
+        created_at: T0,
+    };
+    let topic =
+        flywheel_topics::TopicKind::Trainsets.topic(&flywheel_topics::Tenant::new("acme").unwrap());
+    g.bus
+        .produce(
+            &topic,
+            vec![flywheel_topics::Record::keyed(
+                ACME_PIPELINE.as_bytes(),
+                flywheel_schemas::encode(&event),
+            )],
+        )
+        .await
+        .unwrap();
     World {
         g,
         shared,
