@@ -136,12 +136,24 @@ fn demo_ingests_on_the_embedded_default() {
         .as_i64()
         .unwrap();
     assert_eq!(report["relabel_changeset"].as_i64(), Some(last + 1));
+    // the supervisor ran the demo's pipeline: a training set every 750 new samples
+    let pipeline = &report["pipeline"];
+    assert_eq!(pipeline["every"], 750);
+    let triggers = pipeline["triggers"].as_array().unwrap();
+    let ids: Vec<i64> = triggers.iter().map(|t| t["trigger_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4], "{pipeline}");
+    assert!(triggers.iter().all(|t| t["samples"] == 750), "{pipeline}");
     // a second run on the same data directory goes on from there
     let (out, stdout, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "500", "--json"]);
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["stored"], 500);
     assert!(report["changesets"][0].as_i64().unwrap() > last + 1);
+    // a new pipeline: the first run's samples are its history, its triggers fire on the
+    // second run's (every 125), the first taking everything since the start
+    let triggers = report["pipeline"]["triggers"].as_array().unwrap();
+    let samples: Vec<i64> = triggers.iter().map(|t| t["samples"].as_i64().unwrap()).collect();
+    assert_eq!(samples, [3125, 125, 125, 125], "{report}");
 }
 
 #[test]

@@ -2,18 +2,22 @@
 //! settings name), in one process. Today: synthetic sensor samples are published as Avro
 //! (with a few malformed messages among them), the ingest service stores them as keyed
 //! rows, payload segments and changesets, bad input goes to the dead-letter topic, and a
-//! late label arrives as a relabel changeset. It checks that every sample was stored
-//! exactly once and reports what it measured.
+//! late label arrives as a relabel changeset; a pipeline submitted before the samples
+//! (a trigger every quarter of them) is run by the supervisor, which emits a training set
+//! per trigger. It checks that every sample was stored exactly once and every trigger
+//! emitted once, and reports what it measured.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use flywheel_core::pipeline::Pipeline;
 use flywheel_ingest::{Ingest, IngestConfig, IngestMetrics, sample_key};
-use flywheel_schemas::{Sample, encode, now_micros};
+use flywheel_schemas::{ChangesetKind, Sample, encode, now_micros};
 use flywheel_store::blobs::open_blobs;
-use flywheel_store::{Edit, TenantStore, commit_edit};
+use flywheel_store::{Edit, PipelineRecord, PipelineStatus, TenantStore, commit_edit};
+use flywheel_supervisor::{Supervisor, SupervisorConfig, SupervisorMetrics, pipeline_events};
 use flywheel_topics::{BusMetrics, Record, Tenant, TopicKind, connect, tenant_topics};
 use flywheel_trainset::{QueryRequest, prepare, stored_shard};
 use futures::TryStreamExt;
@@ -47,6 +51,24 @@ struct Report {
     dead_letters: BTreeMap<String, u64>,
     relabel_changeset: i64,
     trainset: TrainsetReport,
+    pipeline: PipelineReport,
+}
+
+/// The pipeline the demo runs on its samples: a trigger every quarter of them.
+#[derive(Debug, Serialize)]
+struct PipelineReport {
+    name: String,
+    every: u64,
+    /// The training sets the supervisor emitted, one per trigger.
+    triggers: Vec<TriggerReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct TriggerReport {
+    trigger_id: i64,
+    version: String,
+    samples: i64,
+    changeset: i64,
 }
 
 /// The training set the demo prepares of its own samples, and reads back.
@@ -156,6 +178,22 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
     let stop = CancellationToken::new();
     let mut ingest_task = tokio::spawn(ingest.run(stop.clone()));
 
+    // a pipeline on the samples to come, and the supervisor that runs it
+    let every = (args.samples / 4).max(1);
+    let pipeline = submit_pipeline(store.as_ref(), &run, every).await?;
+    let supervisor = Supervisor::new(
+        Arc::clone(&bus),
+        Arc::clone(&meta),
+        Arc::clone(&blobs),
+        SupervisorConfig {
+            tenants: vec![tenant.as_str().to_owned()],
+            rescan: Duration::from_millis(200),
+            ..settings.supervisor.clone()
+        },
+        SupervisorMetrics::new(&registry),
+    )?;
+    let supervisor_task = tokio::spawn(supervisor.run(stop.clone()));
+
     // publish: good samples, with the malformed ones spread among them
     let hidden = args.quiet || global.json;
     let multi = MultiProgress::new();
@@ -225,8 +263,51 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
     };
     let ingest_seconds = started.elapsed().as_secs_f64();
     stored_bar.finish();
+
+    // the supervisor's triggers on them: as many as the samples before and after allow
+    let history: i64 = (store.changesets("sensors").await?.iter())
+        .filter(|c| c.id <= head_before && c.kind == ChangesetKind::Add)
+        .map(|c| c.sample_count)
+        .sum();
+    let history = u64::try_from(history).unwrap_or(0);
+    let expected = (history + stored) / every - history / every;
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    let events = loop {
+        let events = pipeline_events(bus.as_ref(), &tenant, &pipeline, usize::MAX).await?;
+        if events.len() as u64 >= expected {
+            break events;
+        }
+        if Instant::now() > deadline || supervisor_task.is_finished() {
+            bail!(
+                "the supervisor emitted {} of {expected} training sets within {STORE_TIMEOUT:?}",
+                events.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     stop.cancel();
     ingest_task.await.context("the ingest task panicked")??;
+    supervisor_task
+        .await
+        .context("the supervisor task panicked")??;
+    stop_pipeline(store.as_ref(), &pipeline).await?;
+    let pipeline = PipelineReport {
+        name: pipeline,
+        every,
+        triggers: events
+            .iter()
+            .map(|e| TriggerReport {
+                trigger_id: e.trigger_id,
+                version: e.version.clone(),
+                samples: e.sample_count,
+                changeset: e.head_changeset,
+            })
+            .collect(),
+    };
+    let ids: Vec<i64> = pipeline.triggers.iter().map(|t| t.trigger_id).collect();
+    if ids != (1..=expected as i64).collect::<Vec<_>>() {
+        bail!("the supervisor emitted triggers {ids:?}, expected 1 to {expected}");
+    }
 
     // every key stored once, in changesets without gaps
     let changesets = store.changesets("sensors").await?;
@@ -293,6 +374,7 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         dead_letters,
         relabel_changeset: relabel.id,
         trainset,
+        pipeline,
     };
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -373,6 +455,37 @@ async fn trainset(
         read_seconds: started.elapsed().as_secs_f64(),
         read_bytes,
     })
+}
+
+/// Stores the demo's pipeline, as `flywheel pipeline submit` would: a data-amount trigger
+/// every `every` samples, training on the new samples. Its name is the run's.
+async fn submit_pipeline(store: &dyn TenantStore, run: &str, every: u64) -> anyhow::Result<String> {
+    let name = format!("demo-{run}");
+    let document = format!(
+        "name = \"{name}\"\ndataset = \"sensors\"\n\n[trigger]\nkind = \"data_amount\"\nsamples = {every}\n\n[selection]\npolicy = \"new_data\"\n\n[model]\nkind = \"mlp\"\nhidden = [32]\n"
+    );
+    Pipeline::parse(&document).context("the demo's pipeline")?;
+    store.ensure_dataset("sensors", now_micros()).await?;
+    store
+        .put_pipeline(PipelineRecord {
+            name: name.clone(),
+            document,
+            status: PipelineStatus::Active,
+            submitted_at: now_micros(),
+            stopped_at: None,
+        })
+        .await?;
+    Ok(name)
+}
+
+/// Stops the demo's pipeline: it ran on this run's samples only.
+async fn stop_pipeline(store: &dyn TenantStore, name: &str) -> anyhow::Result<()> {
+    if let Some(mut p) = store.pipeline(name).await? {
+        p.status = PipelineStatus::Stopped;
+        p.stopped_at = Some(now_micros());
+        store.put_pipeline(p).await?;
+    }
+    Ok(())
 }
 
 /// Rows of the dataset's view with keys in `first..=last`.
@@ -456,7 +569,20 @@ fn print_report(r: &Report) {
         t.read_seconds,
         t.read_bytes as f64 / 1e6
     );
+    let p = &r.pipeline;
     println!(
-        "ok: every sample published was stored exactly once, in changesets without gaps, and read back once from its training set"
+        "pipeline {} (a trigger every {} samples, training on the new ones): {} training sets emitted by the supervisor",
+        p.name,
+        p.every,
+        p.triggers.len()
+    );
+    for t in &p.triggers {
+        println!(
+            "  trigger {}: training set {} of {} samples, at changeset {}",
+            t.trigger_id, t.version, t.samples, t.changeset
+        );
+    }
+    println!(
+        "ok: every sample published was stored exactly once, in changesets without gaps, and read back once from its training set; every trigger was emitted once"
     );
 }
