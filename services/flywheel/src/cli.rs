@@ -92,7 +92,9 @@ pub(crate) enum Command {
     /// Run the end-to-end demo on the embedded default, in one process. Today: synthetic
     /// sensor samples (and a few malformed messages) are published, ingest stores them as
     /// keyed rows, payload segments and changesets, bad ones go to the dead-letter topic,
-    /// a late label arrives as a relabel; every sample is checked to be stored exactly once.
+    /// a late label arrives as a relabel; a pipeline on the samples (a trigger every
+    /// quarter of them) is run by the supervisor, which emits a training set per trigger;
+    /// every sample is checked to be stored exactly once, every trigger emitted once.
     Demo(DemoArgs),
     /// Publish samples (JSON lines, or an Avro object container file) from a file or
     /// stdin through the gateway; a sample is acknowledged once it is on the bus.
