@@ -140,7 +140,10 @@ fn demo_ingests_on_the_embedded_default() {
     let pipeline = &report["pipeline"];
     assert_eq!(pipeline["every"], 750);
     let triggers = pipeline["triggers"].as_array().unwrap();
-    let ids: Vec<i64> = triggers.iter().map(|t| t["trigger_id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = triggers
+        .iter()
+        .map(|t| t["trigger_id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, [1, 2, 3, 4], "{pipeline}");
     assert!(triggers.iter().all(|t| t["samples"] == 750), "{pipeline}");
     // a second run on the same data directory goes on from there
@@ -152,7 +155,10 @@ fn demo_ingests_on_the_embedded_default() {
     // a new pipeline: the first run's samples are its history, its triggers fire on the
     // second run's (every 125), the first taking everything since the start
     let triggers = report["pipeline"]["triggers"].as_array().unwrap();
-    let samples: Vec<i64> = triggers.iter().map(|t| t["samples"].as_i64().unwrap()).collect();
+    let samples: Vec<i64> = triggers
+        .iter()
+        .map(|t| t["samples"].as_i64().unwrap())
+        .collect();
     assert_eq!(samples, [3125, 125, 125, 125], "{report}");
 }
 

@@ -61,6 +61,9 @@ struct PipelineReport {
     every: u64,
     /// The training sets the supervisor emitted, one per trigger.
     triggers: Vec<TriggerReport>,
+    /// Mean time from the commit of the changeset holding a trigger's sample to its
+    /// training-set event (`flywheel_supervisor_trigger_latency_seconds`).
+    trigger_latency_mean_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -303,6 +306,7 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
                 changeset: e.head_changeset,
             })
             .collect(),
+        trigger_latency_mean_seconds: mean_latency(&registry),
     };
     let ids: Vec<i64> = pipeline.triggers.iter().map(|t| t.trigger_id).collect();
     if ids != (1..=expected as i64).collect::<Vec<_>>() {
@@ -504,6 +508,20 @@ async fn count_rows(store: &dyn TenantStore, first: u64, last: u64) -> anyhow::R
     }
 }
 
+/// The mean of the supervisor's trigger latency histogram (0 if it observed nothing).
+fn mean_latency(registry: &prometheus::Registry) -> f64 {
+    let (sum, count) = registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "flywheel_supervisor_trigger_latency_seconds")
+        .flat_map(|f| f.get_metric())
+        .fold((0.0, 0u64), |(s, c), m| {
+            let h = m.get_histogram();
+            (s + h.get_sample_sum(), c + h.get_sample_count())
+        });
+    if count == 0 { 0.0 } else { sum / count as f64 }
+}
+
 fn metrics_by_reason(registry: &prometheus::Registry) -> BTreeMap<String, u64> {
     registry
         .gather()
@@ -571,10 +589,11 @@ fn print_report(r: &Report) {
     );
     let p = &r.pipeline;
     println!(
-        "pipeline {} (a trigger every {} samples, training on the new ones): {} training sets emitted by the supervisor",
+        "pipeline {} (a trigger every {} samples, training on the new ones): {} training sets emitted by the supervisor, {:.0} ms on average after the changeset that fired",
         p.name,
         p.every,
-        p.triggers.len()
+        p.triggers.len(),
+        p.trigger_latency_mean_seconds * 1e3
     );
     for t in &p.triggers {
         println!(
