@@ -287,6 +287,12 @@ impl Supervisor {
             if record.status == PipelineStatus::Stopped {
                 if let Some(mut l) = live.remove(&key) {
                     tracing::info!(%tenant, pipeline = %record.name, "pipeline stopped");
+                    // a trigger decided before the stop is still announced
+                    if l.state.pending.is_some()
+                        && let Err(e) = self.resolve_pending(&mut l).await
+                    {
+                        tracing::warn!(%tenant, pipeline = %record.name, "announcing the last training set at stop: {e}");
+                    }
                     if let Err(e) = self.maybe_checkpoint(&mut l, true).await {
                         tracing::warn!(%tenant, pipeline = %record.name, "checkpoint at stop: {e}");
                     }

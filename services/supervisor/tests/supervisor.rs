@@ -108,6 +108,8 @@ struct Fixture {
     store: Arc<dyn TenantStore>,
     blobs: Arc<dyn ObjectStore>,
     tenant: Tenant,
+    /// The supervisors' consumer group.
+    group: String,
     next_key: u64,
     /// Event time between two samples (microseconds).
     step: i64,
@@ -115,13 +117,45 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let bus = flywheel_topics::connect(
-        &format!("embedded://{}", dir.path().join("bus").display()),
-        &BusMetrics::new(&prometheus::Registry::new()),
+    let url = format!("embedded://{}", dir.path().join("bus").display());
+    fixture_on(dir, &url, TENANT, "flywheel-supervisor").await
+}
+
+/// The Kafka broker of the tests (`FLYWHEEL_TEST_KAFKA`, which scripts/test.sh sets):
+/// `None` skips the test, saying so, unless `FLYWHEEL_REQUIRE_KAFKA=1`.
+async fn kafka_fixture() -> Option<Fixture> {
+    let Some(addr) = std::env::var("FLYWHEEL_TEST_KAFKA")
+        .ok()
+        .filter(|a| !a.is_empty())
+    else {
+        assert!(
+            std::env::var("FLYWHEEL_REQUIRE_KAFKA").as_deref() != Ok("1"),
+            "FLYWHEEL_REQUIRE_KAFKA=1 but FLYWHEEL_TEST_KAFKA is not set"
+        );
+        eprintln!("skipped: FLYWHEEL_TEST_KAFKA is not set (scripts/test.sh starts a broker)");
+        return None;
+    };
+    // one record per batch: tansu cannot fetch from inside a batch
+    let url = format!("kafka://{addr}?batch.num.messages=1&fetch.wait.max.ms=10");
+    // the broker is shared: a tenant and a group of this test's own
+    let id = format!("{:08x}", rand::random::<u32>());
+    let dir = tempfile::tempdir().unwrap();
+    Some(
+        fixture_on(
+            dir,
+            &url,
+            &format!("acme-{id}"),
+            &format!("supervisor-{id}"),
+        )
+        .await,
     )
-    .await
-    .unwrap();
-    let tenant = Tenant::new(TENANT).unwrap();
+}
+
+async fn fixture_on(dir: tempfile::TempDir, url: &str, tenant: &str, group: &str) -> Fixture {
+    let bus = flywheel_topics::connect(url, &BusMetrics::new(&prometheus::Registry::new()))
+        .await
+        .unwrap();
+    let tenant = Tenant::new(tenant).unwrap();
     bus.create_topics(&tenant_topics(&tenant)).await.unwrap();
     let meta: Arc<dyn MetaStore> = Arc::new(
         SqliteStore::open(&format!(
@@ -139,6 +173,7 @@ async fn fixture() -> Fixture {
         store,
         blobs: Arc::new(InMemory::new()),
         tenant,
+        group: group.to_owned(),
         next_key: 1,
         step: 1_000_000,
     }
@@ -155,7 +190,7 @@ impl Fixture {
             .unwrap()
             .map_or(0, |d| d.head)
             + 1;
-        let uri = format!("{TENANT}/{DATASET}/segments/c{id}.seg");
+        let uri = format!("{}/{DATASET}/segments/c{id}.seg", self.tenant);
         let mut segment = Vec::new();
         let mut rows = Vec::new();
         for _ in 0..n {
@@ -233,7 +268,7 @@ impl Fixture {
             Arc::clone(bus) as Arc<dyn Bus>,
             Arc::clone(&self.meta),
             Arc::clone(&self.blobs),
-            config.clone(),
+            self.config(config),
             SupervisorMetrics::new(&prometheus::Registry::new()),
         )
         .unwrap();
@@ -265,6 +300,15 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// The settings, in this fixture's group and for its tenant only.
+    fn config(&self, cfg: &SupervisorConfig) -> SupervisorConfig {
+        SupervisorConfig {
+            group: self.group.clone(),
+            tenants: vec![self.tenant.as_str().to_owned()],
+            ..cfg.clone()
+        }
+    }
+
     /// Runs a supervisor until a pipeline's stored state satisfies `done`.
     async fn settle(
         &self,
@@ -276,7 +320,7 @@ impl Fixture {
             Arc::clone(&self.bus),
             Arc::clone(&self.meta),
             Arc::clone(&self.blobs),
-            cfg.clone(),
+            self.config(cfg),
             SupervisorMetrics::new(&prometheus::Registry::new()),
         )
         .unwrap();
@@ -366,7 +410,17 @@ async fn manifest_keys(f: &Fixture, uri: &str) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_become_prepared_training_sets() {
-    let mut f = fixture().await;
+    triggers_become_prepared_training_sets_on(fixture().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_become_prepared_training_sets_on_kafka() {
+    if let Some(f) = kafka_fixture().await {
+        triggers_become_prepared_training_sets_on(f).await;
+    }
+}
+
+async fn triggers_become_prepared_training_sets_on(mut f: Fixture) {
     let doc = document(
         "every-30",
         "kind = \"data_amount\"\nsamples = 30",
@@ -391,7 +445,7 @@ async fn triggers_become_prepared_training_sets() {
         assert_eq!(e.trigger_id, i as i64 + 1);
         assert_eq!(
             (e.pipeline.as_str(), e.dataset.as_str(), e.tenant.as_str()),
-            ("every-30", DATASET, TENANT)
+            ("every-30", DATASET, f.tenant.as_str())
         );
         assert_eq!(e.head_changeset, *changeset);
         assert_eq!(e.trigger_reason, "data_amount");
@@ -511,7 +565,17 @@ async fn a_supervisor_killed_at_any_bus_call_emits_every_trigger_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_killed_many_times_while_data_arrives_emits_every_trigger_once() {
-    let mut f = fixture().await;
+    killed_many_times_on(fixture().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_killed_many_times_on_kafka_emits_every_trigger_once() {
+    if let Some(f) = kafka_fixture().await {
+        killed_many_times_on(f).await;
+    }
+}
+
+async fn killed_many_times_on(mut f: Fixture) {
     let doc = document(
         "restless",
         "kind = \"data_amount\"\nsamples = 15",
