@@ -185,9 +185,10 @@ impl ConsumerConfig {
 }
 
 /// The event bus: keyed, batched, acknowledged produce; consumer groups with committed
-/// offsets; seek; reads of a partition outside any group, and its end offset; topic
-/// creation. Implemented by the embedded durable log and by Kafka, and
-/// checked by one conformance suite (`tests/conformance.rs`).
+/// offsets; seek; topic creation; a partition's end offset, and reads of one partition
+/// outside any consumer group (to check what reached it, e.g. after a crash). Implemented
+/// by the embedded durable log and by Kafka, and checked by one conformance suite
+/// (`tests/conformance.rs`).
 #[async_trait]
 pub trait Bus: Send + Sync + fmt::Debug {
     /// Creates the topics that do not exist yet; existing topics are left as they are.
@@ -205,17 +206,28 @@ pub trait Bus: Send + Sync + fmt::Debug {
     async fn subscribe(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, BusError>;
 
     /// The offset the next record produced to this partition will get (Kafka's high
-    /// watermark); 0 for a partition never written. An error names the topic if it does
-    /// not exist, or the partition if it is out of range.
+    /// watermark); 0 for an empty partition. Every acknowledged record of the partition has
+    /// an offset below it. An error naming the topic if it does not exist, or the partition
+    /// if it is out of range (negative partitions included).
     async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError>;
 
     /// Reads up to `max` records of one partition from offset `from` on, in offset order,
-    /// outside any consumer group (nothing is joined or committed). Records that are there
-    /// are returned as soon as they are read; `timeout` bounds the wait for records not
-    /// there yet, after which the answer is empty (e.g. `from` at the end). A `from` below
-    /// the oldest record kept (negative, say) starts at the oldest. Errors as for
-    /// [`Bus::end_offset`]. Meant for rare reads, e.g. looking for a record after a crash:
-    /// on Kafka each call starts a client of its own.
+    /// without a consumer group: nothing is committed and no group is joined, so no group's
+    /// offsets or assignment change.
+    ///
+    /// Returns at once with what is there (up to `max`; possibly fewer, never skipping one:
+    /// read on from the last offset + 1). Waits up to `timeout` only if nothing is there
+    /// yet, and returns an empty vec if there is still nothing, so an empty vec means the
+    /// partition holds no record at or after `from`: records that are there but slow to
+    /// come (a broker's fetch) are waited for beyond `timeout`, and an error if they never
+    /// come. `from` at or past the end waits (past the end, until the partition reaches
+    /// `from`). `from` below the oldest kept record, negative values included, starts at
+    /// the oldest. `max` of 0 returns an empty vec at once. Errors as for
+    /// [`Bus::end_offset`], and the backend's own (a damaged range of the embedded log,
+    /// after the records before it were returned; a Kafka failure).
+    ///
+    /// Meant for rare checks (crash recovery), not for streaming: on Kafka every call
+    /// starts a consumer of its own (tens of milliseconds).
     async fn read(
         &self,
         topic: &str,

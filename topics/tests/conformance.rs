@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{Fixture, collect, drain, metric, unique};
 use flywheel_topics::{
-    BusError, ConsumerConfig, Message, Record, SeekTo, StartFrom, Subscription, TopicSpec,
-    offsets_after,
+    BusError, ConsumerConfig, Message, Record, SeekTo, StartFrom, Subscription, TopicPartition,
+    TopicSpec, offsets_after,
 };
 
 /// Generous for a broker's group joins and rebalances; the embedded bus is far quicker.
@@ -471,112 +471,338 @@ async fn lag_is_exported(f: Fixture) {
     }
 }
 
-async fn partitions_are_read_outside_groups_and_their_end_is_known(f: Fixture) {
-    let t = topic(&f, "read", 2).await;
-    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end"), 0, "{}", f.kind);
-    let acks = f
+/// `n` records to partition 0, each with its own key and timestamp.
+fn numbered(n: usize, tag: &str) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let mut r =
+                Record::keyed(format!("{tag}-key-{i}"), format!("{tag}-{i}")).to_partition(0);
+            r.timestamp_ms = Some(1_700_000_000_000 + i as i64);
+            r
+        })
+        .collect()
+}
+
+/// Checks that `got` are exactly records `range` of [`numbered`]`(_, tag)` in partition 0
+/// of `t`, whose offsets start at `base`.
+fn assert_numbered(got: &[Message], t: &str, tag: &str, base: i64, range: std::ops::Range<usize>) {
+    let want: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = range
+        .map(|i| {
+            (
+                base + i as i64,
+                format!("{tag}-key-{i}").into_bytes(),
+                format!("{tag}-{i}").into_bytes(),
+                1_700_000_000_000 + i as i64,
+            )
+        })
+        .collect();
+    let got_fields: Vec<(i64, Vec<u8>, Vec<u8>, i64)> = got
+        .iter()
+        .map(|m| {
+            (
+                m.offset,
+                m.key.as_deref().unwrap_or_default().to_vec(),
+                m.value.to_vec(),
+                m.timestamp_ms,
+            )
+        })
+        .collect();
+    assert_eq!(got_fields, want);
+    assert!(got.iter().all(|m| m.topic == t && m.partition == 0));
+}
+
+async fn end_offset_is_zero_when_empty_and_grows_with_produce(f: Fixture) {
+    let t = topic(&f, "end", 2).await;
+    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end offset"), 0);
+    assert_eq!(f.bus.end_offset(&t, 1).await.expect("end offset"), 0);
+    let acks = f.bus.produce(&t, numbered(5, "v")).await.expect("produce");
+    assert_eq!(acks.first().map(|a| a.offset), Some(0));
+    assert_eq!(
+        f.bus.end_offset(&t, 0).await.expect("end offset"),
+        acks[4].offset + 1
+    );
+    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end offset"), 5);
+    let more = f
         .bus
-        .produce(
-            &t,
-            (0..30)
-                .map(|i| Record::keyed(b"k".to_vec(), format!("r{i}")).to_partition(1))
-                .collect(),
-        )
+        .produce(&t, vec![Record::unkeyed("x").to_partition(1)])
         .await
         .expect("produce");
-    assert_eq!(acks.last().unwrap().offset, 29);
-    assert_eq!(f.bus.end_offset(&t, 1).await.expect("end"), 30);
-    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end"), 0);
+    assert_eq!(more[0].offset, 0);
+    assert_eq!(f.bus.end_offset(&t, 1).await.expect("end offset"), 1);
+    f.bus.produce(&t, numbered(3, "w")).await.expect("produce");
+    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end offset"), 8);
+    // reading does not change it
+    let _ = f
+        .bus
+        .read(&t, 0, 0, 100, Duration::from_millis(100))
+        .await
+        .expect("read");
+    assert_eq!(f.bus.end_offset(&t, 0).await.expect("end offset"), 8);
+}
 
-    // everything from 0, at most `max` at a time, in order, with keys
-    let mut got = Vec::new();
-    let mut at = 0;
-    while at < 30 {
-        let part = f.bus.read(&t, 1, at, 7, WAIT).await.expect("read");
+async fn read_returns_the_records_from_an_offset_in_order(f: Fixture) {
+    let t = topic(&f, "read", 2).await;
+    // three produce calls: the log holds more than one batch
+    let mut all = numbered(30, "v");
+    let tail = all.split_off(20);
+    let middle = all.split_off(10);
+    for batch in [all, middle, tail] {
+        f.bus.produce(&t, batch).await.expect("produce");
+    }
+    f.bus
+        .produce(&t, vec![Record::keyed("other", "p1").to_partition(1)])
+        .await
+        .expect("produce");
+    let timeout = Duration::from_secs(5);
+    let started = Instant::now();
+    let got = f.bus.read(&t, 0, 0, 100, timeout).await.expect("read");
+    assert_numbered(&got, &t, "v", 0, 0..30);
+    assert!(
+        started.elapsed() < timeout,
+        "{}: records that are there come at once ({:?})",
+        f.kind,
+        started.elapsed()
+    );
+    for from in [1, 10, 15, 20, 29] {
+        let got = f.bus.read(&t, 0, from, 100, timeout).await.expect("read");
+        assert_numbered(&got, &t, "v", 0, from as usize..30);
+    }
+    let p1 = f.bus.read(&t, 1, 0, 100, timeout).await.expect("read");
+    assert_eq!(
+        p1.iter()
+            .map(|m| (m.partition, m.offset, m.value.to_vec()))
+            .collect::<Vec<_>>(),
+        vec![(1, 0, b"p1".to_vec())]
+    );
+}
+
+async fn read_respects_max(f: Fixture) {
+    let t = topic(&f, "max", 1).await;
+    f.bus.produce(&t, numbered(20, "v")).await.expect("produce");
+    let timeout = Duration::from_secs(5);
+    let mut next = 0;
+    let mut chunks = Vec::new();
+    while next < 20 {
+        let got = f.bus.read(&t, 0, next, 7, timeout).await.expect("read");
         assert!(
-            !part.is_empty() && part.len() <= 7,
+            !got.is_empty() && got.len() <= 7,
             "{}: {}",
             f.kind,
-            part.len()
+            got.len()
         );
-        at = part.last().unwrap().offset + 1;
-        got.extend(part);
+        assert_numbered(&got, &t, "v", 0, next as usize..next as usize + got.len());
+        next = got.last().expect("records").offset + 1;
+        chunks.push(got.len());
     }
-    let offsets: Vec<i64> = got.iter().map(|m| m.offset).collect();
-    assert_eq!(offsets, (0..30).collect::<Vec<_>>(), "{}", f.kind);
-    for m in &got {
-        assert_eq!(m.value.as_ref(), format!("r{}", m.offset).as_bytes());
-        assert_eq!(m.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!((m.topic.as_str(), m.partition), (t.as_str(), 1));
-    }
-    // from the middle; a negative start is the oldest record
-    let mid = f.bus.read(&t, 1, 12, 100, WAIT).await.expect("read");
-    assert_eq!(mid.first().map(|m| m.offset), Some(12));
-    assert_eq!(mid.last().map(|m| m.offset), Some(29));
-    let oldest = f.bus.read(&t, 1, -5, 1, WAIT).await.expect("read");
-    assert_eq!(oldest.first().map(|m| m.offset), Some(0));
-
-    // at the end: nothing, after about the timeout
+    assert_eq!(
+        chunks,
+        [7, 7, 6],
+        "{}: up to max, all that is there",
+        f.kind
+    );
+    let one = f.bus.read(&t, 0, 3, 1, timeout).await.expect("read");
+    assert_numbered(&one, &t, "v", 0, 3..4);
+    // max 0 reads nothing, at once
     let started = Instant::now();
-    let none = f
-        .bus
-        .read(&t, 1, 30, 10, Duration::from_millis(300))
-        .await
-        .expect("read at the end");
-    assert!(none.is_empty());
     assert!(
-        started.elapsed() >= Duration::from_millis(250),
+        f.bus
+            .read(&t, 0, 0, 0, timeout)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+async fn read_at_the_end_waits_out_its_timeout_or_for_a_record(f: Fixture) {
+    let t = topic(&f, "read-end", 1).await;
+    let timeout = Duration::from_millis(600);
+    // an empty partition
+    let started = Instant::now();
+    assert!(
+        f.bus
+            .read(&t, 0, 0, 10, timeout)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(550) && waited < timeout + Duration::from_secs(5),
+        "{}: waited {waited:?}",
+        f.kind
+    );
+    f.bus.produce(&t, numbered(5, "v")).await.expect("produce");
+    // at the end, and past it
+    for from in [5, 6, 1000] {
+        let started = Instant::now();
+        let got = f.bus.read(&t, 0, from, 10, timeout).await.expect("read");
+        let waited = started.elapsed();
+        assert!(got.is_empty(), "{}: from {from}: {got:?}", f.kind);
+        assert!(
+            waited >= Duration::from_millis(550) && waited < timeout + Duration::from_secs(5),
+            "{}: from {from}: waited {waited:?}",
+            f.kind
+        );
+    }
+    // a record produced while a read waits at the end is returned when it comes
+    let bus = f.bus.clone();
+    let t2 = t.clone();
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bus.produce(&t2, vec![Record::keyed("k", "late").to_partition(0)])
+            .await
+            .expect("produce");
+        Instant::now()
+    });
+    let got = f
+        .bus
+        .read(&t, 0, 5, 10, Duration::from_secs(20))
+        .await
+        .expect("read");
+    let woke = Instant::now();
+    let produced = producer.await.expect("producer");
+    assert_eq!(
+        got.iter()
+            .map(|m| (m.offset, m.value.to_vec()))
+            .collect::<Vec<_>>(),
+        vec![(5, b"late".to_vec())],
         "{}",
         f.kind
     );
-    // ... or what arrives while it waits
-    let bus = std::sync::Arc::clone(&f.bus);
+    assert!(
+        woke.saturating_duration_since(produced) < Duration::from_secs(5),
+        "{}: returned {:?} after the produce",
+        f.kind,
+        woke.saturating_duration_since(produced)
+    );
+    // past the end: returned once the partition reaches `from`
+    let bus = f.bus.clone();
     let t2 = t.clone();
-    let later = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        bus.produce(&t2, vec![Record::unkeyed(b"late".to_vec()).to_partition(1)])
-            .await
-            .expect("produce");
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bus.produce(&t2, numbered(4, "x")).await.expect("produce");
     });
-    let woke = f.bus.read(&t, 1, 30, 10, WAIT).await.expect("read");
-    later.await.unwrap();
-    assert_eq!(woke.first().map(|m| m.value.as_ref()), Some(&b"late"[..]));
+    let got = f
+        .bus
+        .read(&t, 0, 8, 10, Duration::from_secs(20))
+        .await
+        .expect("read");
+    producer.await.expect("producer");
+    // what is there when the partition reached `from`: offset 8, maybe 9 too
+    assert!(!got.is_empty(), "{}", f.kind);
+    assert_numbered(&got, &t, "x", 6, 2..2 + got.len());
+}
 
-    // a group's offsets are not moved by reads
+async fn read_and_end_offset_refuse_unknown_topics_and_partitions(f: Fixture) {
+    let t = topic(&f, "read-bad", 2).await;
+    f.bus.produce(&t, numbered(3, "v")).await.expect("produce");
+    let missing = unique("missing");
+    let short = Duration::from_millis(100);
+    let err = f.bus.end_offset(&missing, 0).await.unwrap_err();
+    assert!(
+        matches!(&err, BusError::UnknownTopic(n) if *n == missing),
+        "{}: {err}",
+        f.kind
+    );
+    let err = f.bus.read(&missing, 0, 0, 10, short).await.unwrap_err();
+    assert!(
+        matches!(&err, BusError::UnknownTopic(n) if *n == missing),
+        "{}: {err}",
+        f.kind
+    );
+    assert!(err.to_string().contains(&missing), "{err}");
+    for bad in [2, 7, -1, i32::MIN] {
+        let err = f.bus.end_offset(&t, bad).await.unwrap_err();
+        assert!(
+            matches!(&err, BusError::UnknownPartition { topic, partition, partitions: 2 } if *topic == t && *partition == bad),
+            "{}: partition {bad}: {err}",
+            f.kind
+        );
+        let started = Instant::now();
+        let err = f
+            .bus
+            .read(&t, bad, 0, 10, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, BusError::UnknownPartition { topic, partition, partitions: 2 } if *topic == t && *partition == bad),
+            "{}: partition {bad}: {err}",
+            f.kind
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&t) && msg.contains(&bad.to_string()), "{msg}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "refused without waiting"
+        );
+    }
+}
+
+async fn read_from_a_negative_offset_starts_at_the_oldest(f: Fixture) {
+    let t = topic(&f, "read-neg", 1).await;
+    f.bus.produce(&t, numbered(4, "v")).await.expect("produce");
+    for from in [-1, -2, i64::MIN] {
+        let got = f
+            .bus
+            .read(&t, 0, from, 10, Duration::from_secs(5))
+            .await
+            .expect("read");
+        assert_numbered(&got, &t, "v", 0, 0..4);
+    }
+}
+
+async fn read_leaves_consumer_groups_alone(f: Fixture) {
+    let t = topic(&f, "read-groups", 1).await;
+    f.bus.produce(&t, numbered(20, "v")).await.expect("produce");
     let group = unique("g");
     let mut c = f
         .bus
         .subscribe(ConsumerConfig::new(&group, Subscription::topic(&t)))
         .await
         .expect("subscribe");
-    let first = collect(c.as_mut(), 31, WAIT).await;
-    assert_eq!(
-        first.len(),
-        31,
-        "{}: a reader took nothing from the group",
+    let first = collect(c.as_mut(), 20, WAIT).await;
+    assert_eq!(first.len(), 20);
+    let commit = vec![(TopicPartition::new(&t, 0), 8)];
+    c.commit(&commit).await.expect("commit");
+    let tps = vec![TopicPartition::new(&t, 0)];
+    let before = c.committed(&tps).await.expect("committed");
+    assert_eq!(before.values().copied().collect::<Vec<_>>(), [8]);
+
+    for from in [0, 8, 15, 20] {
+        let _ = f
+            .bus
+            .read(&t, 0, from, 100, Duration::from_millis(200))
+            .await
+            .expect("read");
+    }
+    assert_eq!(c.committed(&tps).await.expect("committed"), before);
+    // the member's position did not move either: nothing comes again until produced
+    assert!(
+        drain(c.as_mut(), Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "{}",
         f.kind
     );
-
-    // bad names and partitions are refused, by name
-    for (topic, partition) in [(t.as_str(), 2), (t.as_str(), -1)] {
-        let e = f.bus.read(topic, partition, 0, 1, WAIT).await.unwrap_err();
-        assert!(
-            matches!(e, BusError::UnknownPartition { .. }) && e.to_string().contains(&t),
-            "{}: {e}",
-            f.kind
-        );
-        let e = f.bus.end_offset(topic, partition).await.unwrap_err();
-        assert!(
-            matches!(e, BusError::UnknownPartition { .. }),
-            "{}: {e}",
-            f.kind
-        );
-    }
-    let missing = unique("missing");
-    let e = f.bus.read(&missing, 0, 0, 1, WAIT).await.unwrap_err();
-    assert!(e.to_string().contains(&missing), "{}: {e}", f.kind);
-    let e = f.bus.end_offset(&missing, 0).await.unwrap_err();
-    assert!(e.to_string().contains(&missing), "{}: {e}", f.kind);
+    f.bus.produce(&t, numbered(1, "n")).await.expect("produce");
+    let next = collect(c.as_mut(), 1, WAIT).await;
+    assert_eq!(next.iter().map(|m| m.offset).collect::<Vec<_>>(), [20]);
+    // a new member of the group resumes from the commit, not from where a read ended
+    drop(c);
+    let mut c2 = f
+        .bus
+        .subscribe(ConsumerConfig::new(&group, Subscription::topic(&t)))
+        .await
+        .expect("subscribe again");
+    let again = collect(c2.as_mut(), 13, WAIT).await;
+    assert_eq!(
+        again.first().map(|m| m.offset),
+        Some(8),
+        "{}: resumes from the commit",
+        f.kind
+    );
+    assert_eq!(again.len(), 13);
 }
 
 macro_rules! conformance {
@@ -602,7 +828,13 @@ macro_rules! conformance {
             case!(poll_waits_for_data_and_wakes_on_it);
             case!(topics_are_created_once_and_unknown_topics_are_refused);
             case!(lag_is_exported);
-            case!(partitions_are_read_outside_groups_and_their_end_is_known);
+            case!(end_offset_is_zero_when_empty_and_grows_with_produce);
+            case!(read_returns_the_records_from_an_offset_in_order);
+            case!(read_respects_max);
+            case!(read_at_the_end_waits_out_its_timeout_or_for_a_record);
+            case!(read_and_end_offset_refuse_unknown_topics_and_partitions);
+            case!(read_from_a_negative_offset_starts_at_the_oldest);
+            case!(read_leaves_consumer_groups_alone);
         }
     };
 }

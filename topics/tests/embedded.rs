@@ -376,3 +376,116 @@ async fn too_large_messages_are_refused_by_size() {
     bus.produce("t", vec![Record::unkeyed("ok")]).await.unwrap();
     assert_eq!(read_all(&bus, "t", 1).await[0].0, 0);
 }
+
+#[tokio::test]
+async fn read_spans_segments_starts_at_the_oldest_kept_and_reports_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_small_segments(dir.path());
+    let spec = TopicSpec {
+        retention: Some(Duration::from_secs(3600)),
+        ..TopicSpec::new("t", 1)
+    };
+    bus.create_topics(&[spec]).await.unwrap();
+    // records far older than the retention, over many segments; retention is checked on
+    // produce, at most once a minute, so the first produce after a reopen drops every
+    // segment but the newest
+    for b in 0..20 {
+        let old: Vec<Record> = (0..10)
+            .map(|i| {
+                let mut r = Record::unkeyed(format!("{b}-{i}-{}", "x".repeat(100)));
+                r.timestamp_ms = Some(1_000 + b * 10 + i);
+                r
+            })
+            .collect();
+        bus.produce("t", old).await.unwrap();
+    }
+    drop(bus);
+    let bus = open_small_segments(dir.path());
+    bus.produce("t", vec![Record::unkeyed("new")])
+        .await
+        .unwrap();
+    assert_eq!(bus.end_offset("t", 0).await.unwrap(), 201);
+    let kept = bus.read("t", 0, 0, 1000, Duration::ZERO).await.unwrap();
+    let oldest = kept.first().expect("the newest segment is kept").offset;
+    assert!(oldest > 0, "older segments were removed");
+    assert_eq!(
+        kept.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (oldest..201).collect::<Vec<_>>()
+    );
+    for from in [-5, 0, oldest - 1] {
+        let got = bus.read("t", 0, from, 3, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.offset).collect::<Vec<_>>(),
+            (oldest..oldest + 3).collect::<Vec<_>>(),
+            "from {from}"
+        );
+    }
+
+    // a topic whose records span many segments reads across them in one call
+    bus.create_topics(&[TopicSpec::new("many", 1)])
+        .await
+        .unwrap();
+    for b in 0..20 {
+        let recs = (0..10)
+            .map(|i| Record::unkeyed(format!("{b}-{i}-{}", "y".repeat(100))))
+            .collect();
+        bus.produce("many", recs).await.unwrap();
+    }
+    assert!(segments(dir.path(), "many").len() > 5);
+    let all = bus
+        .read("many", 0, 3, 1000, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (3..200).collect::<Vec<_>>()
+    );
+    assert!(all[0].value.starts_with(b"0-3-"));
+    drop(bus);
+
+    // a damaged range is an error naming the file, not an empty read
+    let seg = segments(dir.path(), "many")[1].clone();
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"yyyy").unwrap();
+    bytes[at] ^= 0x20;
+    fs::write(&seg, &bytes).unwrap();
+    let bus = open_small_segments(dir.path());
+    assert_eq!(bus.damage().len(), 1);
+    let from = match &bus.damage()[0] {
+        BusError::Corrupt { offset, .. } => *offset,
+        other => panic!("{other}"),
+    };
+    let err = bus
+        .read("many", 0, from, 10, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BusError::Corrupt { path, .. } if *path == seg),
+        "{err}"
+    );
+    // records before the damage stay readable: a read returns them and stops there
+    let before = bus.read("many", 0, 0, 1000, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        before.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (0..from).collect::<Vec<_>>()
+    );
+    // after the damaged range, reads go on
+    let to = match bus.read("many", 0, from, 1, Duration::ZERO).await {
+        Err(BusError::Corrupt { reason, .. }) => reason,
+        other => panic!("{other:?}"),
+    };
+    let after: i64 = to
+        .split("seek to ")
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(" to read on)").parse().ok())
+        .expect("the error says where to read on");
+    let rest = bus
+        .read("many", 0, after, 1000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (after..200).collect::<Vec<_>>()
+    );
+    assert_eq!(bus.end_offset("many", 0).await.unwrap(), 200);
+}

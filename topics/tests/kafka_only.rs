@@ -360,3 +360,141 @@ async fn broker_refuses_unknown_topics_and_oversized_values() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_read_from_inside_a_record_batch() {
+    let Some(addr) = broker() else { return };
+    // Without the tests' batch.num.messages=1 the producer sends records in batches (a long
+    // linger makes them large). tansu 0.6 cannot fetch from an offset inside one, and its
+    // ListOffsets answers the newest batch's first offset + 1 as the high watermark: `read`
+    // must neither skip records nor come back empty while records are there.
+    let registry = Registry::new();
+    let bus = KafkaBus::connect(
+        &format!("kafka://{addr}?fetch.wait.max.ms=10&linger.ms=100"),
+        &BusMetrics::new(&registry),
+    )
+    .await
+    .expect("connect");
+    let topic = common::unique("kafka-only.read-batches");
+    bus.create_topics(&[TopicSpec::new(topic.clone(), 1)])
+        .await
+        .unwrap();
+    let record = |i: usize| Record::keyed(format!("k{i}"), format!("v{i}")).to_partition(0);
+    bus.produce(&topic, (0..100).map(record).collect())
+        .await
+        .unwrap();
+    bus.produce(&topic, (100..150).map(record).collect())
+        .await
+        .unwrap();
+    // Kafka: 150. tansu: the first offset of the newest batch (100 or later) + 1.
+    let end = bus.end_offset(&topic, 0).await.unwrap();
+    eprintln!("end offset after 150 records in batches: {end}");
+    assert!((101..=150).contains(&end), "{end}");
+
+    // reads on from the last offset + 1, as a caller does, until a read comes back empty
+    let read_all = |from: i64, max: usize| {
+        let bus = bus.clone();
+        let topic = topic.clone();
+        async move {
+            let mut out: Vec<Message> = Vec::new();
+            let mut next = from;
+            loop {
+                let got = bus
+                    .read(&topic, 0, next, max, Duration::from_millis(300))
+                    .await
+                    .unwrap();
+                let Some(last) = got.last() else {
+                    return out;
+                };
+                assert!(got.len() <= max);
+                next = last.offset + 1;
+                out.extend(got);
+            }
+        }
+    };
+    // offsets inside the first batch, at the second's start, inside the last batch
+    for from in [0i64, 1, 37, 99, 100, 101, 120, 149] {
+        let started = Instant::now();
+        let got = read_all(from, 1000).await;
+        let offsets: Vec<i64> = got.iter().map(|m| m.offset).collect();
+        assert_eq!(offsets, (from..150).collect::<Vec<_>>(), "read from {from}");
+        for m in &got {
+            assert_eq!(m.value, format!("v{}", m.offset).as_bytes());
+            assert_eq!(m.key.as_deref(), Some(format!("k{}", m.offset).as_bytes()));
+        }
+        eprintln!("read from {from}: {:?}", started.elapsed());
+    }
+    // one read from inside a batch returns `from` first, never a later record
+    for from in [37, 120] {
+        let got = bus
+            .read(&topic, 0, from, 5, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.offset).collect::<Vec<_>>(),
+            (from..from + 5).collect::<Vec<_>>()
+        );
+    }
+    let started = Instant::now();
+    assert!(
+        bus.read(&topic, 0, 150, 10, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(450));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_read_joins_no_group() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let Some(addr) = broker() else { return };
+    let (bus, _registry) = connect(&addr).await;
+    let topic = common::unique("kafka-only.read-groups");
+    bus.create_topics(&[TopicSpec::new(topic.clone(), 1)])
+        .await
+        .unwrap();
+    bus.produce(&topic, vec![Record::unkeyed("a"), Record::unkeyed("b")])
+        .await
+        .unwrap();
+    // a group that did consume, to show that the broker lists groups
+    let group = common::unique("group");
+    let mut c = bus
+        .subscribe(ConsumerConfig::new(
+            group.clone(),
+            Subscription::topic(topic.clone()),
+        ))
+        .await
+        .unwrap();
+    let got = poll_n(&mut c, 2, Duration::from_secs(30)).await;
+    c.commit(&flywheel_topics::offsets_after(&got))
+        .await
+        .unwrap();
+    for from in [0, 1, 2] {
+        bus.read(&topic, 0, from, 10, Duration::from_millis(100))
+            .await
+            .unwrap();
+    }
+    let addr2 = addr.clone();
+    let groups = tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &addr2)
+            .create()
+            .unwrap();
+        client
+            .fetch_group_list(None, Duration::from_secs(10))
+            .unwrap()
+            .groups()
+            .iter()
+            .map(|g| g.name().to_owned())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    eprintln!("groups: {groups:?}");
+    assert!(groups.contains(&group), "{groups:?}");
+    assert!(
+        !groups.iter().any(|g| g.starts_with("flywheel-read-")),
+        "{groups:?}"
+    );
+}

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::runner::{
     Fire, Runner, needs_features, policies_fingerprint, selection_kind, trigger_kind,
 };
-use crate::state::{CheckpointRef, LastTrigger, Pending, PendingEvent, PipelineState};
+use crate::state::{CheckpointRef, LastTrigger, Pending, PipelineState};
 use crate::{SupervisorConfig, SupervisorError, SupervisorMetrics, read_input};
 
 /// How long a poll of the topics waits.
@@ -549,7 +549,9 @@ impl Supervisor {
         let partition = partition_for_key(l.name.as_bytes(), partitions);
         let from_offset = self.bus.end_offset(&topic, partition).await?;
         l.state.pending = Some(Pending {
-            event: PendingEvent {
+            event: TrainingSet {
+                tenant: l.tenant.as_str().to_owned(),
+                pipeline: l.name.clone(),
                 trigger_id: i64::try_from(trigger).unwrap_or(i64::MAX),
                 dataset,
                 version: prepared.record.version.clone(),
@@ -558,8 +560,8 @@ impl Supervisor {
                 sample_count: prepared.record.sample_count,
                 trigger_reason: trigger_kind(&l.pipeline.trigger).to_owned(),
                 created_at: now_micros(),
-                caused_at,
             },
+            caused_at,
             partition,
             from_offset,
         });
@@ -571,10 +573,10 @@ impl Supervisor {
     /// Publishes the pending event.
     async fn publish(&self, l: &Live) -> Result<(), SupervisorError> {
         let pending = l.state.pending.as_ref().expect("an event is pending");
-        let event = pending.event.event(l.tenant.as_str(), &l.name);
+        let event = &pending.event;
         let topic = TopicKind::Trainsets.topic(&l.tenant);
         let record =
-            Record::keyed(l.name.as_bytes(), encode(&event)).to_partition(pending.partition);
+            Record::keyed(l.name.as_bytes(), encode(event)).to_partition(pending.partition);
         self.bus.produce(&topic, vec![record]).await?;
         Ok(())
     }
@@ -602,7 +604,7 @@ impl Supervisor {
             .selected
             .with_label_values(&[tenant, &l.name, selection_kind(&l.pipeline.selection)])
             .observe(e.sample_count as f64);
-        let latency = (now_micros() - e.caused_at).max(0) as f64 / 1e6;
+        let latency = (now_micros() - pending.caused_at).max(0) as f64 / 1e6;
         self.metrics
             .latency
             .with_label_values(&[tenant])

@@ -57,53 +57,13 @@ pub struct CheckpointRef {
 #[serde(deny_unknown_fields)]
 pub struct Pending {
     /// The event.
-    pub event: PendingEvent,
+    pub event: TrainingSet,
+    /// When the changeset holding the sample that fired was committed (microseconds).
+    pub caused_at: i64,
     /// The trainsets topic's partition it goes to.
     pub partition: i32,
     /// That partition's end offset before it was published: if it was, it is at or after.
     pub from_offset: i64,
-}
-
-/// The stored copy of a [`TrainingSet`] event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PendingEvent {
-    /// The trigger id.
-    pub trigger_id: i64,
-    /// The dataset.
-    pub dataset: String,
-    /// The training-set version.
-    pub version: String,
-    /// Its changeset.
-    pub head_changeset: i64,
-    /// Its manifest.
-    pub manifest_uri: String,
-    /// Samples in it.
-    pub sample_count: i64,
-    /// The trigger's policy.
-    pub trigger_reason: String,
-    /// When the event was made (microseconds).
-    pub created_at: i64,
-    /// When the changeset holding the sample that fired was committed (microseconds).
-    pub caused_at: i64,
-}
-
-impl PendingEvent {
-    /// The event, for a tenant and a pipeline.
-    pub fn event(&self, tenant: &str, pipeline: &str) -> TrainingSet {
-        TrainingSet {
-            tenant: tenant.to_owned(),
-            pipeline: pipeline.to_owned(),
-            trigger_id: self.trigger_id,
-            dataset: self.dataset.clone(),
-            version: self.version.clone(),
-            head_changeset: self.head_changeset,
-            manifest_uri: self.manifest_uri.clone(),
-            sample_count: self.sample_count,
-            trigger_reason: self.trigger_reason.clone(),
-            created_at: self.created_at,
-        }
-    }
 }
 
 /// The last trigger a pipeline emitted, for `flywheel pipeline show`.
@@ -167,7 +127,9 @@ mod tests {
     fn states_round_trip_and_bad_ones_are_refused() {
         let mut s = PipelineState::new(5, "ab".into(), 3);
         s.pending = Some(Pending {
-            event: PendingEvent {
+            event: TrainingSet {
+                tenant: "acme".into(),
+                pipeline: "p".into(),
                 trigger_id: 2,
                 dataset: "sensors".into(),
                 version: "v".into(),
@@ -176,8 +138,8 @@ mod tests {
                 sample_count: 10,
                 trigger_reason: "drift".into(),
                 created_at: 9,
-                caused_at: 8,
             },
+            caused_at: 8,
             partition: 1,
             from_offset: 17,
         });

@@ -729,43 +729,31 @@ proptest! {
 async fn bad_key_lists_are_refused_by_name() {
     let f = fixture().await;
     add(&f, 1, &[1, 2, 3], label_for).await;
-    let ask = |list: String, count: u64| QueryRequest {
-        selection: Some(Selection::Keys { list, count }),
-        ..request()
+    let refused = |list: String, count: u64| {
+        let request = QueryRequest {
+            selection: Some(Selection::Keys { list, count }),
+            ..request()
+        };
+        let f = &f;
+        async move {
+            prepare(f.store.as_ref(), &f.blobs, &request, 0)
+                .await
+                .unwrap_err()
+        }
+    };
+    let field = |e: &TrainsetError| match e {
+        TrainsetError::Invalid { field, .. } => *field,
+        _ => "",
     };
     // not a digest: no path is ever built from it
     for bad in ["../x".to_owned(), "A".repeat(64), "a".repeat(63)] {
-        let e = prepare(f.store.as_ref(), &f.blobs, &ask(bad, 1), 0)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                TrainsetError::Invalid {
-                    field: "selection.list",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        let e = refused(bad, 1).await;
+        assert_eq!(field(&e), "selection.list", "{e}");
     }
-    let e = prepare(f.store.as_ref(), &f.blobs, &ask("a".repeat(64), 0), 0)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            TrainsetError::Invalid {
-                field: "selection.count",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let e = refused("a".repeat(64), 0).await;
+    assert_eq!(field(&e), "selection.count", "{e}");
     // a list that is not there
-    let e = prepare(f.store.as_ref(), &f.blobs, &ask("b".repeat(64), 2), 0)
-        .await
-        .unwrap_err();
+    let e = refused("b".repeat(64), 2).await;
     assert!(
         matches!(&e, TrainsetError::NotFound(what) if what.contains("selections")),
         "{e}"
@@ -774,28 +762,23 @@ async fn bad_key_lists_are_refused_by_name() {
     let list = flywheel_trainset::put_key_list(&f.blobs, TENANT, "d", &[2, 3], &[1.0, 1.0])
         .await
         .unwrap();
-    let e = prepare(f.store.as_ref(), &f.blobs, &ask(list.digest.clone(), 3), 0)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            TrainsetError::Invalid {
-                field: "selection.count",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let e = refused(list.digest.clone(), 3).await;
+    assert_eq!(field(&e), "selection.count", "{e}");
     // keys missing from the view are left out
     let partial = flywheel_trainset::put_key_list(&f.blobs, TENANT, "d", &[3, 99], &[2.0, 1.0])
         .await
         .unwrap();
-    let p = prepare(f.store.as_ref(), &f.blobs, &ask(partial.digest, 2), 0)
+    let request = QueryRequest {
+        selection: Some(Selection::Keys {
+            list: partial.digest,
+            count: 2,
+        }),
+        ..request()
+    };
+    let p = prepare(f.store.as_ref(), &f.blobs, &request, 0)
         .await
         .unwrap();
-    assert_eq!(p.footer.samples, 1);
-    assert!(p.footer.weighted);
+    assert_eq!((p.footer.samples, p.footer.weighted), (1, true));
     // a damaged list, and a cut one, are refused naming the object
     let path = Path::from(flywheel_trainset::key_list_path(TENANT, "d", &list.digest));
     let mut bytes = f
@@ -812,18 +795,14 @@ async fn bad_key_lists_are_refused_by_name() {
         .put(&path, PutPayload::from(bytes.clone()))
         .await
         .unwrap();
-    let e = prepare(f.store.as_ref(), &f.blobs, &ask(list.digest.clone(), 2), 0)
-        .await
-        .unwrap_err();
+    let e = refused(list.digest.clone(), 2).await;
     assert!(
         matches!(&e, TrainsetError::Corrupt { what, .. } if what.contains(&list.digest)),
         "{e}"
     );
     bytes.truncate(bytes.len() - 3);
     f.blobs.put(&path, PutPayload::from(bytes)).await.unwrap();
-    let e = prepare(f.store.as_ref(), &f.blobs, &ask(list.digest, 2), 0)
-        .await
-        .unwrap_err();
+    let e = refused(list.digest, 2).await;
     assert!(matches!(&e, TrainsetError::Corrupt { .. }), "{e}");
     // bad lists are refused before they are stored
     for (keys, weights) in [

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use self::group::{Group, Matcher};
-use self::log::{AppendRecord, Cursor, PartitionLog};
+use self::log::{AppendRecord, Cursor, PartitionLog, ReadRecord};
 use crate::metrics::BusMetrics;
 use crate::{
     Ack, Bus, BusError, Consumer, ConsumerConfig, Message, Record, SeekTo, StartFrom,
@@ -444,32 +444,36 @@ impl Bus for EmbeddedBus {
         timeout: Duration,
     ) -> Result<Vec<Message>, BusError> {
         let log = Arc::clone(self.topic(topic)?.partition(partition)?);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut changes = self.inner.changes.subscribe();
-        let max_bytes = self.inner.options.max_poll_bytes;
+        // below the oldest kept record, the log reads from the oldest
+        let from = from.max(0);
         loop {
             // mark the current state seen before looking, so no wake-up is missed
             changes.borrow_and_update();
-            let log2 = Arc::clone(&log);
-            let records = tokio::task::spawn_blocking(move || {
-                let start = from.max(log2.log_start());
-                log2.read(Cursor::at(start), max, max_bytes)
-            })
-            .await
-            .expect("read task panicked")?
-            .0;
-            if !records.is_empty() || max == 0 {
-                return Ok(records
-                    .into_iter()
-                    .map(|r| Message {
-                        topic: topic.to_owned(),
-                        partition,
-                        offset: r.offset,
-                        key: r.key,
-                        value: r.value,
-                        timestamp_ms: r.timestamp_ms,
-                    })
-                    .collect());
+            if from < log.high_watermark() {
+                let log = Arc::clone(&log);
+                let max_bytes = self.inner.options.max_poll_bytes;
+                let records =
+                    tokio::task::spawn_blocking(move || read_range(&log, from, max, max_bytes))
+                        .await
+                        .expect("read task panicked")?;
+                if !records.is_empty() {
+                    return Ok(records
+                        .into_iter()
+                        .map(|r| Message {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset: r.offset,
+                            key: r.key,
+                            value: r.value,
+                            timestamp_ms: r.timestamp_ms,
+                        })
+                        .collect());
+                }
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
@@ -481,6 +485,32 @@ impl Bus for EmbeddedBus {
     fn url(&self) -> &str {
         &self.inner.url
     }
+}
+
+/// Up to `max` durable records of one partition from `from` on (all of them up to the high
+/// watermark, if fewer), read `max_bytes` at a time. Damage after some records ends the
+/// read there (the next read, from the damaged offset, reports it). Blocking.
+fn read_range(
+    log: &PartitionLog,
+    from: i64,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<ReadRecord>, BusError> {
+    let mut out = Vec::new();
+    let mut cursor = Cursor::at(from);
+    while out.len() < max {
+        let (records, next) = match log.read(cursor, max - out.len(), max_bytes) {
+            Ok(read) => read,
+            Err(e) if out.is_empty() => return Err(e),
+            Err(_) => break,
+        };
+        if records.is_empty() {
+            break;
+        }
+        out.extend(records);
+        cursor = next;
+    }
+    Ok(out)
 }
 
 /// A member of a consumer group on the embedded bus.

@@ -347,6 +347,29 @@ impl Settings {
         c
     }
 
+    /// A URL property's value, if the URL sets it.
+    pub(super) fn property(&self, key: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A consumer for `Bus::read`: it is assigned one partition at an offset and never
+    /// subscribes or commits. librdkafka's `assign` wants a `group.id`: `group` is a
+    /// throwaway name that is never joined and under which nothing is committed.
+    pub(super) fn reader_config(&self, group: &str) -> ClientConfig {
+        let mut c = Self::defaults();
+        self.apply_base(&mut c);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // an offset retention removed meanwhile reads from the oldest kept record
+            .set("auto.offset.reset", "earliest");
+        c
+    }
+
     pub(super) fn consumer_config(&self, group: &str, start: StartFrom) -> ClientConfig {
         let mut c = Self::defaults();
         c.set("statistics.interval.ms", "1000")

@@ -120,7 +120,7 @@ impl fmt::Debug for KafkaConsumer {
     }
 }
 
-fn to_message(m: &BorrowedMessage<'_>) -> Message {
+pub(super) fn to_message(m: &BorrowedMessage<'_>) -> Message {
     Message {
         topic: m.topic().to_owned(),
         partition: m.partition(),
@@ -133,7 +133,7 @@ fn to_message(m: &BorrowedMessage<'_>) -> Message {
 
 /// Consume errors librdkafka recovers from by itself (a broker restarting, a subscribed
 /// topic not created yet): logged, not returned.
-fn recovers(e: &KafkaError) -> bool {
+pub(super) fn recovers(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
@@ -378,66 +378,4 @@ impl Drop for KafkaConsumer {
             Err(_) => drop(consumer),
         }
     }
-}
-
-/// Reads of a partition outside any group (`Bus::read`): a client of its own, assigned the
-/// partition at `from`, never joining its (unique, throwaway) group or committing.
-pub(super) async fn read_partition(
-    settings: &Settings,
-    topic: &str,
-    partition: i32,
-    from: i64,
-    max: usize,
-    timeout: Duration,
-) -> Result<Vec<Message>, BusError> {
-    static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if max == 0 {
-        return Ok(Vec::new());
-    }
-    let group = format!(
-        "flywheel-read-{}-{}",
-        std::process::id(),
-        READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let config = settings.consumer_config(&group, crate::StartFrom::Earliest);
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<Vec<Message>, BusError> {
-        let consumer: BaseConsumer = config.create().map_err(kafka("create a reader"))?;
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, partition, OP_TIMEOUT)
-            .map_err(kafka("fetch watermarks"))?;
-        let start = from.max(low);
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&topic, partition, Offset::Offset(start))
-            .map_err(kafka("assign"))?;
-        consumer.assign(&list).map_err(kafka("assign"))?;
-        // records known to be there get the time a fetch takes; new ones `timeout`
-        let started = std::time::Instant::now();
-        let wait = if start < high {
-            timeout.max(OP_TIMEOUT)
-        } else {
-            timeout
-        };
-        let mut out = Vec::new();
-        while out.len() < max {
-            let next = out.last().map_or(start, |m: &Message| m.offset + 1);
-            if !out.is_empty() && next >= high {
-                break; // the end as it was when the read began
-            }
-            let left = wait.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match consumer.poll(left.min(Duration::from_millis(100))) {
-                Some(Ok(m)) if m.offset() >= start => out.push(to_message(&m)),
-                Some(Ok(_)) => {}
-                Some(Err(e)) if recovers(&e) => {}
-                Some(Err(e)) => return Err(kafka("read")(e)),
-                None => {}
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .expect("read task panicked")
 }

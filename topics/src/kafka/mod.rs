@@ -11,6 +11,11 @@
 //! - **Consume** is at least once: consumer groups with manual commits only
 //!   (`enable.auto.commit=false`); a committed offset is the next offset to read. A member
 //!   that leaves or crashes hands its partitions to others, which resume from the commit.
+//! - **End offset and reads outside groups** (`Bus::end_offset`, `Bus::read`, for crash
+//!   recovery): the end offset is the high watermark from ListOffsets; a read starts a
+//!   consumer of its own per call that is assigned the one partition at an offset and
+//!   never joins its throwaway group nor commits (librdkafka's `assign` wants a `group.id`).
+//!   Fine for rare checks, too slow to stream with.
 //! - **Lag** (`flywheel_bus_consumer_lag_messages`) comes from librdkafka's statistics,
 //!   every second while the consumer is polled: high watermark minus the position of the
 //!   member that owns the partition (falling back to the committed offset).
@@ -28,16 +33,23 @@
 //! Where Kafka differs from the embedded bus: lag is refreshed once a second rather than on
 //! every poll; a member that joins takes partitions only after a rebalance (seconds, not at
 //! once); seeking past the end of a partition applies `auto.offset.reset` (the start, for
-//! [`StartFrom::Earliest`]) where the embedded bus waits there; and an acknowledgement's
-//! offset is -1 in the rare case a broker answers a retried batch with
-//! `DUPLICATE_SEQUENCE_NUMBER` (the record is stored once; librdkafka does not say where).
+//! [`StartFrom::Earliest`](crate::StartFrom::Earliest)) where the embedded bus waits there;
+//! and an acknowledgement's offset is -1 in the rare case a broker answers a retried batch
+//! with `DUPLICATE_SEQUENCE_NUMBER` (the record is stored once; librdkafka does not say
+//! where).
 //!
-//! tansu 0.6 (`memory://` storage) cannot fetch from an offset inside a record batch: a
-//! group resuming from such a commit, or a seek there, stalls. Against it, add
+//! tansu 0.6 (`memory://` storage) cannot fetch from an offset inside a record batch: it
+//! serves the batches that start at or after the offset, so a group resuming from such a
+//! commit, or a seek there, skips the rest of that batch (or stalls, inside the newest
+//! batch, until another arrives). Against it, add
 //! `?batch.num.messages=1` (every record its own batch; about 7k records/s instead of 90k).
+//! That setting also keeps tansu's ListOffsets right: it answers the newest batch's first
+//! offset + 1 as the high watermark, so with batches of several records `end_offset` falls
+//! short of the end. `read` copes with both quirks without the setting (see `reader`).
 
 mod config;
 mod consumer;
+mod reader;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +62,7 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -102,7 +115,20 @@ impl ClientContext for LogContext {
     }
 }
 
+/// The consumers of `Bus::read` need no callbacks beyond the logs.
+impl ConsumerContext for LogContext {}
+
 type Producer = FutureProducer<LogContext>;
+
+/// Maps a failed watermark query of `topic`.
+fn watermark_error(topic: &str, e: KafkaError) -> BusError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            BusError::UnknownTopic(topic.to_owned())
+        }
+        _ => kafka("fetch watermarks")(e),
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // the bus
@@ -250,6 +276,25 @@ impl KafkaBus {
                     .unwrap_or_else(PoisonError::into_inner) = fresh;
             }
             Err(e) => tracing::error!(error = %sanitize(e), "could not start a new kafka producer"),
+        }
+    }
+
+    /// Checks that the topic exists and has the partition (with fresh metadata before
+    /// refusing a partition the cache does not know).
+    async fn check_partition(&self, topic: &str, partition: i32) -> Result<(), BusError> {
+        let mut count = self.partition_count(topic, false).await?;
+        let within = |count: u32| u32::try_from(partition).is_ok_and(|p| p < count);
+        if partition >= 0 && !within(count) {
+            count = self.partition_count(topic, true).await?;
+        }
+        if within(count) {
+            Ok(())
+        } else {
+            Err(BusError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: count,
+            })
         }
     }
 
@@ -507,19 +552,21 @@ impl Bus for KafkaBus {
     async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError> {
         self.check_partition(topic, partition).await?;
         let inner = Arc::clone(&self.inner);
-        let t = topic.to_owned();
-        let (_, high) = tokio::task::spawn_blocking(move || {
+        let name = topic.to_owned();
+        let (_low, high) = tokio::task::spawn_blocking(move || {
             inner
                 .admin
                 .inner()
-                .fetch_watermarks(&t, partition, OP_TIMEOUT)
+                .fetch_watermarks(&name, partition, OP_TIMEOUT)
         })
         .await
-        .expect("watermarks task panicked")
-        .map_err(kafka("fetch watermarks"))?;
-        Ok(high)
+        .expect("watermark task panicked")
+        .map_err(|e| watermark_error(topic, e))?;
+        Ok(high.max(0))
     }
 
+    /// A consumer of its own per call (see `reader`): fine for rare checks such as crash
+    /// recovery, too slow to stream with.
     async fn read(
         &self,
         topic: &str,
@@ -529,29 +576,19 @@ impl Bus for KafkaBus {
         timeout: Duration,
     ) -> Result<Vec<Message>, BusError> {
         self.check_partition(topic, partition).await?;
-        consumer::read_partition(&self.inner.settings, topic, partition, from, max, timeout).await
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = Arc::clone(&self.inner);
+        let name = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            reader::read(&inner.settings, &name, partition, from, max, timeout)
+        })
+        .await
+        .expect("read task panicked")
     }
 
     fn url(&self) -> &str {
         &self.inner.settings.url
-    }
-}
-
-impl KafkaBus {
-    /// An error unless the topic exists and has the partition.
-    async fn check_partition(&self, topic: &str, partition: i32) -> Result<(), BusError> {
-        let mut count = self.partition_count(topic, false).await?;
-        if u32::try_from(partition).is_ok_and(|p| p >= count) {
-            // the topic may have grown since it was cached
-            count = self.partition_count(topic, true).await?;
-        }
-        if partition < 0 || u32::try_from(partition).is_ok_and(|p| p >= count) {
-            return Err(BusError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions: count,
-            });
-        }
-        Ok(())
     }
 }

@@ -35,10 +35,12 @@ pub async fn embedded() -> Option<Fixture> {
 }
 
 /// Two client settings for tansu 0.6, the broker the tests run against; Apache Kafka needs
-/// neither. tansu cannot serve a fetch that starts inside a record batch (it returns
-/// nothing, so a group resuming mid-batch or a seek to such an offset stalls): one record per
-/// batch keeps every offset at a batch start. And it holds a fetch for the whole
-/// `fetch.wait.max.ms` even when data is there.
+/// neither. tansu cannot serve a fetch that starts inside a record batch (it returns the
+/// batches that start after the offset, or nothing inside the newest one, so a group resuming
+/// mid-batch or a seek to such an offset skips records or stalls), and its ListOffsets
+/// answers the newest batch's first offset + 1 as the high watermark: one record per batch
+/// keeps every offset at a batch start and the watermark right. And it holds a fetch for the
+/// whole `fetch.wait.max.ms` even when data is there.
 pub const TANSU_SETTINGS: &str = "batch.num.messages=1&fetch.wait.max.ms=10";
 
 /// The Kafka broker under test: `FLYWHEEL_TEST_KAFKA=host:port`. Without it the test is
