@@ -90,23 +90,13 @@ async fn manifest_bytes(f: &Fixture, uri: &str) -> Vec<u8> {
     got.bytes().await.unwrap().to_vec()
 }
 
-/// The manifest's footer and entries as (key, changeset, label, event time).
 /// A manifest entry as the tests compare it: key, changeset, label, event time.
 type Seen = (u64, i64, Option<String>, i64);
 
+/// The manifest's footer and entries as (key, changeset, label, event time).
 fn decode(bytes: &[u8]) -> (Footer, Vec<Seen>) {
-    let total = bytes.len() as u64;
-    let len = footer_len(&bytes[bytes.len() - 16..], "m").unwrap();
-    let footer = read_footer(&bytes[footer_start(total, len) as usize..], total, "m").unwrap();
-    let mut entries = Vec::new();
-    for (n, s) in footer.shards.iter().enumerate() {
-        let chunk = &bytes[s.offset as usize..(s.offset + s.length) as usize];
-        for e in read_chunk(&footer, n, chunk, "m").unwrap() {
-            let label = e.label.map(|l| footer.labels[l as usize].clone());
-            entries.push((e.key, e.changeset, label, e.event_time));
-        }
-    }
-    (footer, entries)
+    let (footer, entries) = weighted_entries(bytes);
+    (footer, entries.into_iter().map(|(e, _)| e).collect())
 }
 
 /// What the query should select, from the store's own fold (`view_at`), in manifest
