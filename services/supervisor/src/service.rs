@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 
 use flywheel_core::pipeline::Pipeline;
 use flywheel_schemas::{Changeset, TrainingSet, decode, encode, now_micros};
-use flywheel_store::{
-    ChangesetRecord, MetaStore, PipelineRecord, PipelineStatus, StoreError, TenantStore,
-};
+use flywheel_store::{MetaStore, PipelineRecord, PipelineStatus, StoreError, TenantStore};
 use flywheel_topics::catalogue::parse_topic;
 use flywheel_topics::{
     Bus, ConsumerConfig, Record, Subscription, Tenant, TopicKind, offsets_after, partition_for_key,
@@ -338,15 +336,6 @@ impl Supervisor {
         let pipeline =
             Pipeline::parse(&record.document).map_err(|e| LoadError::Document(e.to_string()))?;
         let policies = policies_fingerprint(&pipeline);
-        // its history: the changesets committed before it was submitted
-        let history = store
-            .changesets(&pipeline.dataset)
-            .await?
-            .iter()
-            .filter(|c| c.created_at <= record.submitted_at)
-            .map(|c| c.id)
-            .max()
-            .unwrap_or(0);
         let stored = store.pipeline_state(&record.name).await?;
         let (state, version) = match stored {
             Some((bytes, version)) => {
@@ -358,8 +347,9 @@ impl Supervisor {
                 })?;
                 (state, Some(version))
             }
+            // replaced below, as a new submission
             None => (
-                PipelineState::new(record.submitted_at, policies.clone(), history),
+                PipelineState::new(record.submitted_at, policies.clone(), 0),
                 None,
             ),
         };
@@ -384,6 +374,15 @@ impl Supervisor {
         }
         if l.version.is_none() || l.state.submitted_at != record.submitted_at {
             // a new submission: its policies start over, and see what is there as history
+            // its history: the changesets committed before it was submitted
+            let history = store
+                .changesets(&l.pipeline.dataset)
+                .await?
+                .iter()
+                .filter(|c| c.created_at <= record.submitted_at)
+                .map(|c| c.id)
+                .max()
+                .unwrap_or(0);
             let old = l.state.checkpoint.take();
             l.state = PipelineState {
                 base: l.state.emitted,
@@ -452,12 +451,7 @@ impl Supervisor {
         if l.state.pending.is_some() {
             self.resolve_pending(l).await?;
         }
-        while let Some((id, fire, caused_at)) = l.queue.pop_front() {
-            if let Err(e) = self.emit(l, id, &fire, caused_at).await {
-                l.queue.push_front((id, fire, caused_at));
-                return Err(e);
-            }
-        }
+        self.drain(l).await?;
         let dataset = l.pipeline.dataset.clone();
         let head = l.store.dataset(&dataset).await?.map_or(0, |d| d.head);
         let (tenant, name) = (l.tenant.as_str().to_owned(), l.name.clone());
@@ -481,13 +475,8 @@ impl Supervisor {
                     .map(|f| (l.state.base + f.ordinal, f, changeset.created_at))
                     .filter(|(trigger, _, _)| *trigger > l.state.emitted),
             );
-            while let Some((trigger, fire, caused_at)) = l.queue.pop_front() {
-                if let Err(e) = self.emit(l, trigger, &fire, caused_at).await {
-                    l.queue.push_front((trigger, fire, caused_at));
-                    return Err(e);
-                }
-            }
-            note_progress(l, &changeset);
+            self.drain(l).await?;
+            l.state.processed = l.state.processed.max(changeset.id);
             self.metrics
                 .lag
                 .with_label_values(&labels)
@@ -502,6 +491,17 @@ impl Supervisor {
             .lag
             .with_label_values(&labels)
             .set(head - l.runner.changeset());
+        Ok(())
+    }
+
+    /// Emits the queued triggers in order; one that fails stays first in the queue.
+    async fn drain(&self, l: &mut Live) -> Result<(), SupervisorError> {
+        while let Some((trigger, fire, caused_at)) = l.queue.pop_front() {
+            if let Err(e) = self.emit(l, trigger, &fire, caused_at).await {
+                l.queue.push_front((trigger, fire, caused_at));
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -742,11 +742,6 @@ impl Supervisor {
             Err(e) => tracing::warn!("deleting the old checkpoint {path}: {e}"),
         }
     }
-}
-
-/// Every trigger of `changeset` is emitted.
-fn note_progress(l: &mut Live, changeset: &ChangesetRecord) {
-    l.state.processed = l.state.processed.max(changeset.id);
 }
 
 /// Why a pipeline could not be loaded.
