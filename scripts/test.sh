@@ -4,11 +4,18 @@
 # (cached outside the clone) and starts, the restricted-data sources' tests against a
 # throwaway PostgreSQL cluster (scripts/install-postgres.sh, scripts/with-postgres.sh),
 # /metrics checked by promtool (installed from Debian's packages), and training-set shards
-# read by Python's webdataset package (in a cached virtual environment). Nothing else
-# needs to be installed by hand.
+# read by Python's webdataset package (in a cached virtual environment), and the trainer
+# built and run against libtorch (scripts/install-libtorch.sh, scripts/with-libtorch.sh).
+# Nothing else needs to be installed by hand.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+
+# the whole run builds against libtorch (installed first, once)
+if [ -z "${FLYWHEEL_LIBTORCH:-}" ]; then
+  printf '\n==> %s\n' "installing libtorch (once; cached outside the clone)" >&2
+  exec scripts/with-libtorch.sh "$0" "$@"
+fi
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 

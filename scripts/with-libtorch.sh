@@ -6,7 +6,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$("$here/install-libtorch.sh")"
-torch_dir="$("$root/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+torch_dir="$("$root/bin/python" -W ignore -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
 export LIBTORCH_USE_PYTORCH=1
 export PATH="$root/bin:$PATH"
 export LD_LIBRARY_PATH="$torch_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

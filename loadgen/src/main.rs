@@ -7,6 +7,7 @@ mod bench_ingest;
 mod bench_meta;
 mod bench_prepare;
 mod bench_select;
+mod bench_train;
 mod bench_trigger;
 
 use std::process::ExitCode;
@@ -48,6 +49,14 @@ enum Bench {
     /// Keys per second (one core) each selection policy considers, and memory per tracked
     /// sample, against copying and sorting the same keys.
     Select(bench_select::SelectArgs),
+    /// Samples and bytes per second the trainer's loader delivers for a random half of a
+    /// dataset, by key (cold and warm cache, 1 and 4 workers), against reading the same
+    /// samples sequentially from one local file.
+    Loader(bench_train::TrainArgs),
+    /// Training throughput (samples per second through one training loop and model) fed
+    /// by the loader with a random half of a dataset, against the same loop fed from one
+    /// local file holding the same samples, read sequentially.
+    Train(bench_train::TrainArgs),
     /// Cost per sample of evaluating each trigger policy (data amount, time, performance,
     /// drift by KS, PSI and MMD, an ensemble), against a pass that sums the features.
     Trigger(bench_trigger::TriggerArgs),
@@ -84,6 +93,12 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Trigger(args),
         } => bench_trigger::run(&args),
+        Command::Bench {
+            bench: Bench::Loader(args),
+        } => bench_train::run_loader(&args, rt.handle()),
+        Command::Bench {
+            bench: Bench::Train(args),
+        } => bench_train::run_train(&args, rt.handle()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,11 +20,14 @@ pub enum RejectReason {
     UnknownDataset,
     /// The message names another tenant than its topic or token.
     TenantMismatch,
+    /// A training-set event the trainer cannot train on: a bad sample under
+    /// `on_bad_sample = "fail"`, too many skipped, an unknown pipeline or training set.
+    Untrainable,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::NotAvroOrJson,
         RejectReason::SchemaViolation,
         RejectReason::LabelType,
@@ -32,6 +35,7 @@ impl RejectReason {
         RejectReason::PayloadTooLarge,
         RejectReason::UnknownDataset,
         RejectReason::TenantMismatch,
+        RejectReason::Untrainable,
     ];
 
     /// The code, e.g. `schema_violation`.
@@ -44,6 +48,7 @@ impl RejectReason {
             RejectReason::PayloadTooLarge => "payload_too_large",
             RejectReason::UnknownDataset => "unknown_dataset",
             RejectReason::TenantMismatch => "tenant_mismatch",
+            RejectReason::Untrainable => "untrainable",
         }
     }
 }

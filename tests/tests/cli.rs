@@ -1,5 +1,5 @@
-//! The binary's process contract: help on every command, honest "not yet available"
-//! stubs, the topic catalogue, the bus smoke run, and clear errors on bad input.
+//! The binary's process contract: help on every command, the topic catalogue, the demo,
+//! and clear errors on bad input.
 
 use std::fs;
 
@@ -32,18 +32,6 @@ fn every_command_has_help() {
         let (out, stdout, stderr) = run_flywheel(dir.path(), &[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help: {stderr}");
         assert!(stdout.contains("Usage: flywheel"), "{cmd} --help: {stdout}");
-    }
-}
-
-#[test]
-fn commands_not_yet_available_say_so_and_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    for args in [&["serve", "trainer"][..], &["model", "list"]] {
-        let (out, stdout, stderr) = run_flywheel(dir.path(), args);
-        assert_eq!(out.status.code(), Some(3), "{args:?}");
-        assert!(stdout.is_empty(), "{args:?} prints nothing on stdout");
-        assert!(stderr.contains("not yet available"), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
 
@@ -146,6 +134,24 @@ fn demo_ingests_on_the_embedded_default() {
         .collect();
     assert_eq!(ids, [1, 2, 3, 4], "{pipeline}");
     assert!(triggers.iter().all(|t| t["samples"] == 750), "{pipeline}");
+    // the trainer released a model for each, each fine-tuned from the one before
+    let name = pipeline["name"].as_str().unwrap();
+    let models = pipeline["models"].as_array().unwrap();
+    let ids: Vec<&str> = models
+        .iter()
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=4).map(|i| format!("{name}-{i}")).collect::<Vec<_>>()
+    );
+    for (i, m) in models.iter().enumerate() {
+        let parent = (i > 0).then(|| format!("{name}-{i}"));
+        assert_eq!(m["parent"].as_str(), parent.as_deref(), "{m}");
+        assert!(m["holdout_accuracy"].as_f64().unwrap() > 0.8, "{m}");
+        assert!(m["trained_samples"].as_f64().unwrap() > 600.0, "{m}");
+    }
+    assert!(pipeline["release_latency_mean_seconds"].as_f64().unwrap() > 0.0);
     // a second run on the same data directory goes on from there
     let (out, stdout, stderr) = run_flywheel(dir.path(), &["demo", "--samples", "500", "--json"]);
     assert!(out.status.success(), "{stderr}");
@@ -160,6 +166,10 @@ fn demo_ingests_on_the_embedded_default() {
         .map(|t| t["samples"].as_i64().unwrap())
         .collect();
     assert_eq!(samples, [3125, 125, 125, 125], "{report}");
+    // the first run's late label ("feedback") is no class of the model: skipped, counted
+    let models = report["pipeline"]["models"].as_array().unwrap();
+    assert_eq!(models.len(), 4, "{report}");
+    assert_eq!(models[0]["skipped_samples"], 1.0, "{report}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ fn produce_ingest_inspect_and_edit() {
     let server = Server::start(c);
     assert_eq!(
         server.ready["services"],
-        serde_json::json!(["gateway", "ingest", "supervisor"])
+        serde_json::json!(["gateway", "ingest", "supervisor", "trainer"])
     );
 
     let file = dir.path().join("samples.jsonl");

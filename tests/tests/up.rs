@@ -235,3 +235,20 @@ fn the_supervisor_runs_alone_and_stops_cleanly() {
     let (status, stderr) = server.stop();
     assert!(status.success(), "exit {status:?}: {stderr}");
 }
+
+#[test]
+fn the_trainer_runs_alone_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = flywheel(dir.path());
+    c.args(["serve", "trainer"]);
+    let server = Server::start(c);
+    assert_eq!(server.ready["services"], serde_json::json!(["trainer"]));
+    assert_eq!(http_get(&server.addr, "/api/v1/whoami", None).0, 404);
+    let (_, metrics) = http_get(&server.addr, "/metrics", None);
+    assert!(
+        metrics.contains("flywheel_trainer_cache_bytes 0"),
+        "{metrics}"
+    );
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+}

@@ -17,18 +17,29 @@
 //! limit = 50000
 //! limit_by = "uniform"
 //!
+//! [input]                   # how a sample becomes the model's input
+//! kind = "features"         # its feature vector (or "image": its PNG/JPEG payload)
+//! width = 3                 # the vector's length (default: the first sample's)
+//!
 //! [model]
-//! kind = "mlp"
+//! kind = "mlp"              # "linear" (logistic regression), "mlp" or "cnn"
 //! hidden = [64, 64]
+//! labels = ["ok", "fault"]  # the classes, in order (default: the first set's, sorted)
 //!
 //! [training]
 //! epochs = 2
 //! batch_size = 256
 //! learning_rate = 0.001
+//! optimizer = "adam"        # or "sgd"
+//! seed = 1                  # of the initial weights and the epochs' order
 //! warm_start = true
+//! on_bad_sample = "fail"    # or "skip": count it, name its key, go on
+//! max_skipped = 0.01        # with "skip": the set fails if more are skipped
+//! downsample = { method = "loss", fraction = 0.5 }   # Modyn's model-feedback selection
 //!
 //! [evaluation]
-//! holdout = 0.1
+//! holdout = 0.1             # of the training set, by key
+//! after = 10000             # at most this many samples that arrived after the set
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +65,9 @@ pub struct Pipeline {
     pub trigger: TriggerConfig,
     /// On which samples.
     pub selection: Policy,
+    /// How a sample becomes the model's input.
+    #[serde(default)]
+    pub input: InputConfig,
     /// The model.
     pub model: ModelConfig,
     /// How to train it.
@@ -64,17 +78,144 @@ pub struct Pipeline {
     pub evaluation: EvaluationConfig,
 }
 
-/// The model to train.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How a sample is decoded into the model's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ModelConfig {
-    /// Logistic regression over the features.
-    Linear,
-    /// A multi-layer perceptron with these hidden layer widths.
-    Mlp {
-        /// Widths of the hidden layers.
-        hidden: Vec<u32>,
+pub enum InputConfig {
+    /// The sample's feature vector.
+    Features {
+        /// Its length; by default the first sample's. A sample of another length is bad.
+        #[serde(default)]
+        width: Option<u32>,
     },
+    /// The sample's payload (or blob): a PNG or JPEG image of exactly this size, as
+    /// `channels` planes of values in [0, 1].
+    Image {
+        /// Pixels across.
+        width: u32,
+        /// Pixels down.
+        height: u32,
+        /// 1 (grey) or 3 (RGB).
+        #[serde(default = "defaults::channels")]
+        channels: u32,
+    },
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig::Features { width: None }
+    }
+}
+
+/// The model's architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Logistic regression over the input.
+    Linear,
+    /// A multi-layer perceptron.
+    Mlp,
+    /// A small convolutional network (images).
+    Cnn,
+}
+
+impl ModelKind {
+    /// Its name in a document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Linear => "linear",
+            ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
+        }
+    }
+}
+
+/// The model to train.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The architecture.
+    pub kind: ModelKind,
+    /// An mlp's hidden layer widths (default `[64]`).
+    #[serde(default)]
+    pub hidden: Vec<u32>,
+    /// A cnn's convolution channels, one 3x3 convolution and 2x2 pooling each (default
+    /// `[16, 32]`).
+    #[serde(default)]
+    pub channels: Vec<u32>,
+    /// The classes, in the order of the model's outputs. Empty (the default): the labels
+    /// of the pipeline's first training set, sorted; a warm-started model keeps its
+    /// parent's.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl ModelConfig {
+    /// An mlp's hidden widths, the default filled in.
+    pub fn hidden_layers(&self) -> Vec<u32> {
+        if self.hidden.is_empty() {
+            vec![64]
+        } else {
+            self.hidden.clone()
+        }
+    }
+
+    /// A cnn's channels, the default filled in.
+    pub fn conv_channels(&self) -> Vec<u32> {
+        if self.channels.is_empty() {
+            vec![16, 32]
+        } else {
+            self.channels.clone()
+        }
+    }
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    /// Adam.
+    #[default]
+    Adam,
+    /// Stochastic gradient descent with momentum 0.9.
+    Sgd,
+}
+
+/// What a bad sample (a missing blob, an image that does not decode, a feature vector of
+/// the wrong length, a label the model has no class for) does to its training set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadSamplePolicy {
+    /// The training set fails, with the sample's key and the reason.
+    #[default]
+    Fail,
+    /// The sample is skipped and counted (with its key in the log and the release's
+    /// metrics); the set fails if more than `max_skipped` of it is skipped.
+    Skip,
+}
+
+/// How the trainer scores samples with the current model to keep the most useful ones
+/// (Modyn's model-feedback downsampling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownsampleMethod {
+    /// By the sample's loss.
+    Loss,
+    /// By the norm of the loss's gradient at the model's output (an upper bound of the
+    /// whole gradient's norm, up to a constant).
+    GradientNorm,
+}
+
+/// Model-feedback downsampling: each epoch trains on `fraction` of the set, drawn with
+/// probability proportional to the score and weighted by its inverse (so the expected
+/// loss is the whole set's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Downsample {
+    /// What scores a sample.
+    pub method: DownsampleMethod,
+    /// The share of the set kept, in (0, 1].
+    pub fraction: f64,
 }
 
 /// Training settings.
@@ -90,9 +231,24 @@ pub struct TrainingConfig {
     /// The optimizer's learning rate.
     #[serde(default = "defaults::learning_rate")]
     pub learning_rate: f64,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    /// The seed of the initial weights, the epochs' order and the downsampling draws.
+    #[serde(default)]
+    pub seed: u64,
     /// Start from the previous model of the pipeline (fine-tune) rather than from scratch.
     #[serde(default = "defaults::warm_start")]
     pub warm_start: bool,
+    /// What a bad sample does.
+    #[serde(default)]
+    pub on_bad_sample: BadSamplePolicy,
+    /// With `on_bad_sample = "skip"`, the largest share of a set that may be skipped.
+    #[serde(default = "defaults::max_skipped")]
+    pub max_skipped: f64,
+    /// Model-feedback downsampling, if any.
+    #[serde(default)]
+    pub downsample: Option<Downsample>,
 }
 
 impl Default for TrainingConfig {
@@ -101,7 +257,12 @@ impl Default for TrainingConfig {
             epochs: defaults::epochs(),
             batch_size: defaults::batch_size(),
             learning_rate: defaults::learning_rate(),
+            optimizer: Optimizer::default(),
+            seed: 0,
             warm_start: defaults::warm_start(),
+            on_bad_sample: BadSamplePolicy::default(),
+            max_skipped: defaults::max_skipped(),
+            downsample: None,
         }
     }
 }
@@ -110,15 +271,20 @@ impl Default for TrainingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluationConfig {
-    /// The share of a training set held out to evaluate on, in [0, 1).
+    /// The share of a training set held out to evaluate on, in [0, 1), chosen by key.
     #[serde(default = "defaults::holdout")]
     pub holdout: f64,
+    /// The model is also evaluated on at most this many samples that arrived after its
+    /// training set (the data it will meet); 0: not.
+    #[serde(default = "defaults::after")]
+    pub after: u64,
 }
 
 impl Default for EvaluationConfig {
     fn default() -> Self {
         Self {
             holdout: defaults::holdout(),
+            after: defaults::after(),
         }
     }
 }
@@ -138,6 +304,15 @@ mod defaults {
     }
     pub(super) fn holdout() -> f64 {
         0.1
+    }
+    pub(super) fn after() -> u64 {
+        10_000
+    }
+    pub(super) fn channels() -> u32 {
+        1
+    }
+    pub(super) fn max_skipped() -> f64 {
+        0.01
     }
 }
 
@@ -205,12 +380,66 @@ impl Pipeline {
             field: format!("selection.{}", e.field),
             reason: e.reason,
         })?;
-        if let ModelConfig::Mlp { hidden } = &self.model {
-            if hidden.is_empty() {
-                return bad("model.hidden", "an mlp needs at least one hidden layer");
+        let m = &self.model;
+        if m.kind != ModelKind::Mlp && !m.hidden.is_empty() {
+            return bad("model.hidden", "only an mlp has hidden layers");
+        }
+        if m.hidden.iter().any(|&w| w == 0 || w > 65_536) {
+            return bad("model.hidden", "layer widths are 1 to 65536");
+        }
+        if m.kind != ModelKind::Cnn && !m.channels.is_empty() {
+            return bad("model.channels", "only a cnn has convolution channels");
+        }
+        if m.channels.len() > 4 || m.channels.iter().any(|&c| c == 0 || c > 1024) {
+            return bad(
+                "model.channels",
+                "at most 4 convolutions of 1 to 1024 channels",
+            );
+        }
+        if m.labels.len() == 1 {
+            return bad("model.labels", "a classifier needs at least two labels");
+        }
+        if let Some(l) = m.labels.iter().find(|l| l.is_empty()) {
+            return bad("model.labels", &format!("{l:?} is not a label"));
+        }
+        let mut labels = m.labels.clone();
+        labels.sort();
+        if let Some(w) = labels.windows(2).find(|w| w[0] == w[1]) {
+            return bad("model.labels", &format!("{:?} appears twice", w[0]));
+        }
+        match self.input {
+            InputConfig::Features { width } => {
+                if width.is_some_and(|w| w == 0 || w > 1 << 20) {
+                    return bad("input.width", "must be 1 to 1048576");
+                }
+                if m.kind == ModelKind::Cnn {
+                    return bad(
+                        "model.kind",
+                        "a cnn takes images ([input] kind = \"image\")",
+                    );
+                }
             }
-            if hidden.iter().any(|&w| w == 0 || w > 65_536) {
-                return bad("model.hidden", "layer widths are 1 to 65536");
+            InputConfig::Image {
+                width,
+                height,
+                channels,
+            } => {
+                if !(1..=4096).contains(&width) {
+                    return bad("input.width", "must be 1 to 4096");
+                }
+                if !(1..=4096).contains(&height) {
+                    return bad("input.height", "must be 1 to 4096");
+                }
+                if channels != 1 && channels != 3 {
+                    return bad("input.channels", "must be 1 (grey) or 3 (RGB)");
+                }
+                let pooled = m.conv_channels().len() as u32;
+                if m.kind == ModelKind::Cnn && (width >> pooled == 0 || height >> pooled == 0) {
+                    return bad(
+                        "input.width",
+                        "the image is too small for the cnn's poolings (each halves it)",
+                    );
+                }
             }
         }
         let t = &self.training;
@@ -222,6 +451,14 @@ impl Pipeline {
         }
         if !(t.learning_rate > 0.0 && t.learning_rate < 10.0) {
             return bad("training.learning_rate", "must be in (0, 10)");
+        }
+        if !(0.0..=1.0).contains(&t.max_skipped) {
+            return bad("training.max_skipped", "must be in [0, 1]");
+        }
+        if let Some(d) = t.downsample
+            && !(d.fraction > 0.0 && d.fraction <= 1.0)
+        {
+            return bad("training.downsample.fraction", "must be in (0, 1]");
         }
         if !(0.0..1.0).contains(&self.evaluation.holdout) {
             return bad("evaluation.holdout", "must be in [0, 1)");
@@ -259,6 +496,49 @@ hidden = [64, 64]
         assert_eq!(p.trigger, TriggerConfig::DataAmount { samples: 10_000 });
         assert_eq!(p.training, TrainingConfig::default());
         assert_eq!(p.evaluation.holdout, 0.1);
+        assert_eq!(p.evaluation.after, 10_000);
+        assert_eq!(p.input, InputConfig::Features { width: None });
+        assert_eq!(p.model.hidden_layers(), vec![64, 64]);
+    }
+
+    #[test]
+    fn a_cnn_on_images_parses() {
+        let doc = GOOD.replace("kind = \"mlp\"\nhidden = [64, 64]", "kind = \"cnn\"")
+            + "[input]\nkind = \"image\"\nwidth = 28\nheight = 28\n\
+               [training]\noptimizer = \"sgd\"\non_bad_sample = \"skip\"\n\
+               downsample = { method = \"gradient_norm\", fraction = 0.25 }\n";
+        let p = Pipeline::parse(&doc).unwrap();
+        assert_eq!(
+            p.input,
+            InputConfig::Image {
+                width: 28,
+                height: 28,
+                channels: 1
+            }
+        );
+        assert_eq!(p.model.kind, ModelKind::Cnn);
+        assert_eq!(p.model.conv_channels(), vec![16, 32]);
+        assert_eq!(p.training.optimizer, Optimizer::Sgd);
+        assert_eq!(p.training.on_bad_sample, BadSamplePolicy::Skip);
+        assert_eq!(
+            p.training.downsample,
+            Some(Downsample {
+                method: DownsampleMethod::GradientNorm,
+                fraction: 0.25
+            })
+        );
+        // two poolings (the default channels) halve 4 to 1, and 3 to nothing
+        let four = doc.replace("width = 28\nheight = 28", "width = 4\nheight = 4");
+        assert!(Pipeline::parse(&four).is_ok());
+        let tiny = doc.replace("width = 28\nheight = 28", "width = 3\nheight = 3");
+        let e = Pipeline::parse(&tiny).unwrap_err().to_string();
+        assert!(e.contains("pipeline input.width:"), "{e}");
+        // a cnn needs images
+        let e =
+            Pipeline::parse(&GOOD.replace("kind = \"mlp\"\nhidden = [64, 64]", "kind = \"cnn\""))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("pipeline model.kind:"), "{e}");
     }
 
     #[test]
@@ -298,8 +578,63 @@ hidden = [64, 64]
                 "pipeline selection.limit:",
             ),
             (
-                GOOD.replace("hidden = [64, 64]", "hidden = []"),
+                GOOD.replace("hidden = [64, 64]", "hidden = [0]"),
                 "pipeline model.hidden:",
+            ),
+            (
+                GOOD.replace("kind = \"mlp\"", "kind = \"linear\""),
+                "pipeline model.hidden:",
+            ),
+            (
+                GOOD.replace("kind = \"mlp\"", "kind = \"cnn\""),
+                "pipeline model.hidden:",
+            ),
+            (
+                GOOD.replace("hidden = [64, 64]", "labels = [\"a\", \"a\"]"),
+                "pipeline model.labels: \"a\" appears twice",
+            ),
+            (
+                GOOD.replace("hidden = [64, 64]", "labels = [\"a\"]"),
+                "pipeline model.labels:",
+            ),
+            (
+                GOOD.replace("hidden = [64, 64]", "channels = [8]"),
+                "pipeline model.channels:",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[input]\nkind = \"image\"\nwidth = 28\nheight = 28\nchannels = 2\n"
+                ),
+                "pipeline input.channels:",
+            ),
+            (
+                format!("{GOOD}\n[input]\nkind = \"features\"\nwidth = 0\n"),
+                "pipeline input.width:",
+            ),
+            (format!("{GOOD}\n[input]\nkind = \"sound\"\n"), "sound"),
+            (
+                format!(
+                    "{GOOD}\n[training]\ndownsample = {{ method = \"loss\", fraction = 0.0 }}\n"
+                ),
+                "pipeline training.downsample.fraction:",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[training]\ndownsample = {{ method = \"entropy\", fraction = 0.5 }}\n"
+                ),
+                "entropy",
+            ),
+            (
+                format!("{GOOD}\n[training]\nmax_skipped = 2.0\n"),
+                "pipeline training.max_skipped:",
+            ),
+            (
+                format!("{GOOD}\n[training]\non_bad_sample = \"ignore\"\n"),
+                "ignore",
+            ),
+            (
+                format!("{GOOD}\n[training]\noptimizer = \"lbfgs\"\n"),
+                "lbfgs",
             ),
             (
                 GOOD.replace("policy = \"new_data\"", "policy = \"best\""),

@@ -76,8 +76,8 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run every service in one process on the configured backends (today: the gateway,
-    /// ingest and the supervisor; the topics of every configured tenant are created). Serves the HTTP
+    /// Run every service in one process on the configured backends (the gateway, ingest,
+    /// the supervisor and the trainer; the topics of every configured tenant are created). Serves the HTTP
     /// API, /healthz and /metrics on --http. Stops cleanly on SIGINT or SIGTERM.
     Up,
     /// Run one service (every one serves /healthz and /metrics on --http; the gateway
@@ -89,12 +89,14 @@ pub(crate) enum Command {
     },
     /// Print the topic catalogue, or create a tenant's topics on the bus.
     Topics(TopicsArgs),
-    /// Run the end-to-end demo on the embedded default, in one process. Today: synthetic
+    /// Run the end-to-end demo on the embedded default, in one process: synthetic
     /// sensor samples (and a few malformed messages) are published, ingest stores them as
     /// keyed rows, payload segments and changesets, bad ones go to the dead-letter topic,
     /// a late label arrives as a relabel; a pipeline on the samples (a trigger every
-    /// quarter of them) is run by the supervisor, which emits a training set per trigger;
-    /// every sample is checked to be stored exactly once, every trigger emitted once.
+    /// quarter of them) is run by the supervisor, which emits a training set per trigger,
+    /// and by the trainer, which trains an MLP on each and releases it; every sample is
+    /// checked to be stored exactly once, every trigger emitted once, every training set
+    /// released once.
     Demo(DemoArgs),
     /// Publish samples (JSON lines, or an Avro object container file) from a file or
     /// stdin through the gateway; a sample is acknowledged once it is on the bus.
@@ -123,8 +125,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PipelineCommand,
     },
-    /// List, show, fetch models and walk their lineage.
-    Model(Pending),
+    /// List, show and fetch the models trainers released, and walk a model's lineage: to
+    /// the models it was fine-tuned from, its training set, changesets and samples.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
 }
 
 /// The services `flywheel serve` runs.
@@ -150,14 +156,6 @@ impl Service {
             Service::Gateway => "gateway",
         }
     }
-}
-
-/// A command that is not available in this version yet.
-#[derive(Debug, Args)]
-pub(crate) struct Pending {
-    /// Arguments (the command is not available yet).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub(crate) args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -319,10 +317,51 @@ pub(crate) enum PipelineCommand {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         limit: u64,
     },
+    /// The models trainers released for a pipeline (one per training set), oldest first,
+    /// from the models topic.
+    Releases {
+        /// The pipeline's name.
+        name: String,
+        /// Only the newest N.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
+    },
     /// Stops a pipeline.
     Stop {
         /// The pipeline's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCommand {
+    /// The tenant's models (or one pipeline's), oldest first, with their evaluation.
+    List {
+        /// Only this pipeline's.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// A model: its pipeline, trigger, training set, parent, card and metrics.
+    Show {
+        /// The model id (`PIPELINE-TRIGGER`).
+        id: String,
+    },
+    /// Writes a model's weights (safetensors) and its card (JSON) to a directory.
+    Get {
+        /// The model id.
+        id: String,
+        /// The directory (created); the files are ID.safetensors and ID.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Where a model comes from: the models it was fine-tuned from, its training set,
+    /// the changesets of its samples and (with --keys) the sample keys.
+    Lineage {
+        /// The model id.
+        id: String,
+        /// Print every sample key of its training set too.
+        #[arg(long)]
+        keys: bool,
     },
 }
 

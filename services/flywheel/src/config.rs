@@ -10,6 +10,7 @@ use flywheel_ingest::IngestConfig;
 use flywheel_sources::SourcesConfig;
 use flywheel_supervisor::SupervisorConfig;
 use flywheel_topics::Tenant;
+use flywheel_trainer::TrainerConfig;
 use serde::Deserialize;
 
 use crate::cli::Global;
@@ -40,6 +41,9 @@ struct FileConfig {
     /// The supervisor.
     #[serde(default)]
     supervisor: SupervisorConfig,
+    /// The trainer.
+    #[serde(default)]
+    trainer: TrainerConfig,
     /// Restricted-data sources, `[sources.NAME]`.
     #[serde(default)]
     sources: SourcesConfig,
@@ -71,6 +75,8 @@ pub(crate) struct Settings {
     pub(crate) ingest: IngestConfig,
     /// The supervisor's settings.
     pub(crate) supervisor: SupervisorConfig,
+    /// The trainer's settings.
+    pub(crate) trainer: TrainerConfig,
     /// Restricted-data sources (their credentials are read when the gateway starts).
     pub(crate) sources: SourcesConfig,
 }
@@ -87,6 +93,7 @@ impl fmt::Debug for Settings {
             .field("tokens", &format_args!("{} (hidden)", self.tokens.len()))
             .field("ingest", &self.ingest)
             .field("supervisor", &self.supervisor)
+            .field("trainer", &self.trainer)
             .field("sources", &self.sources)
             .finish()
     }
@@ -178,6 +185,8 @@ impl Settings {
         ingest.validate().with_context(place)?;
         let supervisor = file.supervisor;
         supervisor.validate().with_context(place)?;
+        let trainer = file.trainer;
+        trainer.validate().with_context(place)?;
         let sources = file.sources;
         sources.validate().with_context(place)?;
 
@@ -191,6 +200,7 @@ impl Settings {
             tokens,
             ingest,
             supervisor,
+            trainer,
             sources,
         })
     }
@@ -352,6 +362,23 @@ mod tests {
         assert!(e.contains("invalid type"), "{e}");
         let e = err("[supervisor]\ntenants = [\"Not One\"]\n");
         assert!(e.contains("supervisor.tenants"), "{e}");
+    }
+
+    #[test]
+    fn the_trainer_section_is_read_and_checked() {
+        let s = settings(
+            "[trainer]\nworkers = 2\nprefetch = 3\ncache_bytes = 1048576\ntenants = [\"acme\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!((s.trainer.workers, s.trainer.prefetch), (2, 3));
+        assert_eq!(s.trainer.cache_bytes, 1 << 20);
+        let e = err("[trainer]\nworker = 2\n");
+        assert!(e.contains("unknown field `worker`"), "{e}");
+        let e = err("[trainer]\nworkers = 0\n");
+        assert!(e.contains("trainer.workers: must be 1 to 256"), "{e}");
+        let e = err("[trainer]\ncache_bytes = \"lots\"\n");
+        assert!(e.contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! rows, payload segments and changesets, bad input goes to the dead-letter topic, and a
 //! late label arrives as a relabel changeset; a pipeline submitted before the samples
 //! (a trigger every quarter of them) is run by the supervisor, which emits a training set
-//! per trigger. It checks that every sample was stored exactly once and every trigger
-//! emitted once, and reports what it measured.
+//! per trigger, and the trainer trains an MLP on each (warm-starting from the one before),
+//! evaluates it and releases it. It checks that every sample was stored exactly once,
+//! every trigger emitted once and every training set released once as a model, and
+//! reports what it measured.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,8 +19,11 @@ use flywheel_ingest::{Ingest, IngestConfig, IngestMetrics, sample_key};
 use flywheel_schemas::{ChangesetKind, Sample, encode, now_micros};
 use flywheel_store::blobs::open_blobs;
 use flywheel_store::{Edit, PipelineRecord, PipelineStatus, TenantStore, commit_edit};
-use flywheel_supervisor::{Supervisor, SupervisorConfig, SupervisorMetrics, pipeline_events};
+use flywheel_supervisor::{
+    Supervisor, SupervisorConfig, SupervisorMetrics, pipeline_events, pipeline_releases,
+};
 use flywheel_topics::{BusMetrics, Record, Tenant, TopicKind, connect, tenant_topics};
+use flywheel_trainer::{Trainer, TrainerConfig, TrainerMetrics};
 use flywheel_trainset::{QueryRequest, prepare, stored_shard};
 use futures::TryStreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -64,6 +69,27 @@ struct PipelineReport {
     /// Mean time from the commit of the changeset holding a trigger's sample to its
     /// training-set event (`flywheel_supervisor_trigger_latency_seconds`).
     trigger_latency_mean_seconds: f64,
+    /// The models the trainer released, one per training set.
+    models: Vec<ModelReport>,
+    /// Mean time from a training-set event to its model's release.
+    release_latency_mean_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelReport {
+    model_id: String,
+    trigger_id: i64,
+    parent: Option<String>,
+    trained_samples: f64,
+    /// Samples skipped as bad (a late label that is not one of the classes).
+    skipped_samples: f64,
+    holdout_accuracy: f64,
+    /// Accuracy on the samples that arrived after its training set (none for the last).
+    after_accuracy: Option<f64>,
+    after_samples: f64,
+    train_seconds: f64,
+    /// From its training-set event to its release.
+    release_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,7 +131,11 @@ fn bar(multi: &MultiProgress, n: u64, what: &str, hidden: bool) -> ProgressBar {
 /// A synthetic sensor reading: three features, a label from their sum.
 fn sample(run: &str, i: u64, t0: i64) -> Sample {
     let x = (i as f64) * 0.001;
-    let features = vec![x.sin(), x.cos(), (i % 17) as f64 / 17.0];
+    let features = vec![
+        (x * 700.0).sin(),
+        (x * 1300.0).cos(),
+        (i % 17) as f64 / 17.0,
+    ];
     let label = if features.iter().sum::<f64>() > 0.5 {
         "1"
     } else {
@@ -196,6 +226,17 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         SupervisorMetrics::new(&registry),
     )?;
     let supervisor_task = tokio::spawn(supervisor.run(stop.clone()));
+    let trainer = Trainer::new(
+        Arc::clone(&bus),
+        Arc::clone(&meta),
+        Arc::clone(&blobs),
+        TrainerConfig {
+            tenants: vec![tenant.as_str().to_owned()],
+            ..settings.trainer.clone()
+        },
+        TrainerMetrics::new(&registry),
+    )?;
+    let trainer_task = tokio::spawn(trainer.run(stop.clone()));
 
     // publish: good samples, with the malformed ones spread among them
     let hidden = args.quiet || global.json;
@@ -288,12 +329,81 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // and a model released for each
+    let train_bar = bar(&multi, expected, "trained", hidden);
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    let released = loop {
+        let released = pipeline_releases(bus.as_ref(), &tenant, &pipeline, usize::MAX).await?;
+        train_bar.set_position(released.len() as u64);
+        if released.len() as u64 >= expected {
+            break released;
+        }
+        if Instant::now() > deadline || trainer_task.is_finished() {
+            bail!(
+                "the trainer released {} of {expected} models within {STORE_TIMEOUT:?}",
+                released.len()
+            );
+        }
+        if counted(
+            &registry,
+            "flywheel_trainer_trainsets_total",
+            "outcome",
+            "failed",
+        ) > 0
+        {
+            bail!("the trainer could not train a training set of the demo (its log says why)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    train_bar.finish();
     stop.cancel();
     ingest_task.await.context("the ingest task panicked")??;
     supervisor_task
         .await
         .context("the supervisor task panicked")??;
+    trainer_task.await.context("the trainer task panicked")??;
     stop_pipeline(store.as_ref(), &pipeline).await?;
+    let created: BTreeMap<i64, i64> = events
+        .iter()
+        .map(|e| (e.trigger_id, e.created_at))
+        .collect();
+    let models: Vec<ModelReport> = released
+        .iter()
+        .map(|r| {
+            let m = |k: &str| r.metrics.get(k).copied().unwrap_or(0.0);
+            ModelReport {
+                model_id: r.model_id.clone(),
+                trigger_id: r.trigger_id,
+                parent: r.parent_model.clone(),
+                trained_samples: m("train_samples"),
+                skipped_samples: m("skipped_samples") + m("holdout_skipped"),
+                holdout_accuracy: m("holdout_accuracy"),
+                after_accuracy: r.metrics.get("after_accuracy").copied(),
+                after_samples: m("after_samples"),
+                train_seconds: m("train_seconds"),
+                release_seconds: created
+                    .get(&r.trigger_id)
+                    .map_or(0.0, |c| (r.created_at - c) as f64 / 1e6),
+            }
+        })
+        .collect();
+    let want: Vec<String> = (1..=expected).map(|i| format!("{pipeline}-{i}")).collect();
+    let got: Vec<&str> = models.iter().map(|m| m.model_id.as_str()).collect();
+    if got != want {
+        bail!("the trainer released models {got:?}, expected {want:?}");
+    }
+    if let Some(m) = models
+        .iter()
+        .skip(1)
+        .find(|m| m.parent.as_deref() != Some(&format!("{pipeline}-{}", m.trigger_id - 1)))
+    {
+        bail!(
+            "model {} was not fine-tuned from the one before it",
+            m.model_id
+        );
+    }
+    let release_latency_mean_seconds =
+        models.iter().map(|m| m.release_seconds).sum::<f64>() / models.len().max(1) as f64;
     let pipeline = PipelineReport {
         name: pipeline,
         every,
@@ -307,6 +417,8 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
             })
             .collect(),
         trigger_latency_mean_seconds: mean_latency(&registry),
+        models,
+        release_latency_mean_seconds,
     };
     let ids: Vec<i64> = pipeline.triggers.iter().map(|t| t.trigger_id).collect();
     if ids != (1..=expected as i64).collect::<Vec<_>>() {
@@ -466,7 +578,7 @@ async fn trainset(
 async fn submit_pipeline(store: &dyn TenantStore, run: &str, every: u64) -> anyhow::Result<String> {
     let name = format!("demo-{run}");
     let document = format!(
-        "name = \"{name}\"\ndataset = \"sensors\"\n\n[trigger]\nkind = \"data_amount\"\nsamples = {every}\n\n[selection]\npolicy = \"new_data\"\n\n[model]\nkind = \"mlp\"\nhidden = [32]\n"
+        "name = \"{name}\"\ndataset = \"sensors\"\n\n[trigger]\nkind = \"data_amount\"\nsamples = {every}\n\n[selection]\npolicy = \"new_data\"\n\n[model]\nkind = \"mlp\"\nhidden = [32]\nlabels = [\"0\", \"1\"]\n\n[training]\nepochs = 5\non_bad_sample = \"skip\"\nbatch_size = 128\nlearning_rate = 0.01\n"
     );
     Pipeline::parse(&document).context("the demo's pipeline")?;
     store.ensure_dataset("sensors", now_micros()).await?;
@@ -520,6 +632,22 @@ fn mean_latency(registry: &prometheus::Registry) -> f64 {
             (s + h.get_sample_sum(), c + h.get_sample_count())
         });
     if count == 0 { 0.0 } else { sum / count as f64 }
+}
+
+/// The sum of a counter family's series whose label `name` is `value`.
+fn counted(registry: &prometheus::Registry, family: &str, name: &str, value: &str) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == family)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == name && l.value() == value)
+        })
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
 }
 
 fn metrics_by_reason(registry: &prometheus::Registry) -> BTreeMap<String, u64> {
@@ -602,6 +730,28 @@ fn print_report(r: &Report) {
         );
     }
     println!(
-        "ok: every sample published was stored exactly once, in changesets without gaps, and read back once from its training set; every trigger was emitted once"
+        "models released by the trainer (an MLP, fine-tuned from the one before): {}, {:.2} s on average from training-set event to release",
+        p.models.len(),
+        p.release_latency_mean_seconds
+    );
+    for m in &p.models {
+        println!(
+            "  {}: trained on {} samples ({} skipped) in {:.2} s; held-out accuracy {:.3}; {}",
+            m.model_id,
+            m.trained_samples,
+            m.skipped_samples,
+            m.train_seconds,
+            m.holdout_accuracy,
+            match m.after_accuracy {
+                Some(a) => format!(
+                    "accuracy {a:.3} on the {} samples that came after",
+                    m.after_samples
+                ),
+                None => "no sample came after it".to_owned(),
+            }
+        );
+    }
+    println!(
+        "ok: every sample published was stored exactly once, in changesets without gaps, and read back once from its training set; every trigger was emitted once and released once as a model"
     );
 }

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod model_cmd;
 mod pipeline_cmd;
 mod produce;
 mod topics_cmd;
@@ -20,28 +21,23 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, Service};
 
-/// Exit status of a command this version does not provide yet.
-const EXIT_NOT_AVAILABLE: u8 = 3;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let pending = |what: &str| {
-        eprintln!("flywheel {what}: not yet available in this version");
-        ExitCode::from(EXIT_NOT_AVAILABLE)
-    };
     let result = match cli.command {
         Command::Up => runtime().and_then(|rt| {
             rt.block_on(up::run(
                 &cli.global,
-                &[Service::Gateway, Service::Ingest, Service::Supervisor],
+                &[
+                    Service::Gateway,
+                    Service::Ingest,
+                    Service::Supervisor,
+                    Service::Trainer,
+                ],
             ))
         }),
-        Command::Serve {
-            service: service @ (Service::Gateway | Service::Ingest | Service::Supervisor),
-        } => runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &[service]))),
         Command::Serve { service } => {
-            return pending(&format!("serve {}", service.name()));
+            runtime().and_then(|rt| rt.block_on(up::run(&cli.global, &[service])))
         }
         Command::Produce(args) => {
             runtime().and_then(|rt| rt.block_on(produce::run(&cli.global, &args)))
@@ -58,7 +54,9 @@ fn main() -> ExitCode {
         Command::Pipeline { command } => {
             runtime().and_then(|rt| rt.block_on(pipeline_cmd::run(&cli.global, &command)))
         }
-        Command::Model(_) => return pending("model"),
+        Command::Model { command } => {
+            runtime().and_then(|rt| rt.block_on(model_cmd::run(&cli.global, &command)))
+        }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(topics_cmd::run(&cli.global, &args)))
         }

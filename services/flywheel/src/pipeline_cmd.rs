@@ -131,6 +131,32 @@ pub(crate) async fn run(global: &Global, command: &PipelineCommand) -> anyhow::R
                 );
             }
         }
+        PipelineCommand::Releases { name, limit } => {
+            let list: Vec<Value> = client
+                .get(&format!("{}/releases?limit={limit}", path(name)?))
+                .await?;
+            if global.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no model of pipeline {name} has been released yet");
+                return Ok(());
+            }
+            println!(
+                "{:>8} {:<36} {:<32} {:<36} RELEASED",
+                "TRIGGER", "MODEL", "TRAINING SET", "PARENT"
+            );
+            for r in list {
+                println!(
+                    "{:>8} {:<36} {:<32} {:<36} {}",
+                    r["trigger_id"],
+                    r["model_id"].as_str().unwrap_or("?"),
+                    r["trainset_version"].as_str().unwrap_or("?"),
+                    r["parent_model"].as_str().unwrap_or("-"),
+                    time(r["created_at"].as_i64().unwrap_or(0))
+                );
+            }
+        }
         PipelineCommand::Stop { name } => {
             let p: Value = client
                 .send(client.request(Method::POST, &format!("{}/stop", path(name)?)))

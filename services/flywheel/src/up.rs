@@ -13,6 +13,7 @@ use flywheel_ingest::{Ingest, IngestMetrics};
 use flywheel_store::blobs::open_blobs;
 use flywheel_supervisor::{Supervisor, SupervisorMetrics};
 use flywheel_topics::{BusMetrics, TopicKind, connect, tenant_topics};
+use flywheel_trainer::{Trainer, TrainerMetrics};
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;
 use prometheus::Registry;
@@ -207,6 +208,23 @@ pub(crate) async fn run(global: &Global, services: &[Service]) -> anyhow::Result
             (
                 "supervisor",
                 supervisor.run(stop).await.map_err(anyhow::Error::from),
+            )
+        });
+    }
+
+    if services.contains(&Service::Trainer) {
+        let trainer = Trainer::new(
+            Arc::clone(&bus),
+            Arc::clone(&meta),
+            Arc::clone(&blobs),
+            settings.trainer.clone(),
+            TrainerMetrics::new(&registry),
+        )?;
+        let stop = shutdown.clone();
+        workers.spawn(async move {
+            (
+                "trainer",
+                trainer.run(stop).await.map_err(anyhow::Error::from),
             )
         });
     }

@@ -7,6 +7,7 @@ mod auth;
 mod datasets;
 mod health;
 mod json;
+mod models;
 mod pipelines;
 pub mod samples;
 mod trainsets;
@@ -95,6 +96,11 @@ pub fn gateway_routes(state: AppState) -> Router {
         .route("/pipelines/{name}", get(pipelines::show))
         .route("/pipelines/{name}/stop", post(pipelines::stop))
         .route("/pipelines/{name}/triggers", get(pipelines::triggers))
+        .route("/pipelines/{name}/releases", get(pipelines::releases))
+        .route("/models", get(models::list))
+        .route("/models/{id}", get(models::show))
+        .route("/models/{id}/weights", get(models::weights))
+        .route("/models/{id}/lineage", get(models::lineage))
         .route("/trainsets", get(trainsets::list).post(trainsets::prepare))
         .route("/trainsets/{version}", get(trainsets::show))
         .route("/trainsets/{version}/manifest", get(trainsets::manifest))

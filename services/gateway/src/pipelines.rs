@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use flywheel_core::pipeline::{Pipeline, check_pipeline_name};
 use flywheel_schemas::{PipelineAction, PipelineSpec, encode, now_micros};
 use flywheel_store::{PipelineRecord, PipelineStatus, TenantStore};
-use flywheel_supervisor::pipeline_events;
 use flywheel_supervisor::state::PipelineState;
+use flywheel_supervisor::{pipeline_events, pipeline_releases};
 use flywheel_topics::{Record, TopicKind};
 use serde::Serialize;
 
@@ -172,8 +172,35 @@ pub(crate) async fn show(
     Ok(axum::Json(shown(store.as_ref(), record).await?).into_response())
 }
 
-/// Most training-set events `triggers` answers.
-const MAX_TRIGGERS: usize = 10_000;
+/// Most events `triggers` and `releases` answer.
+const MAX_EVENTS: usize = 10_000;
+
+/// The `limit` query parameter (the only one known): default and at most 10,000.
+fn limit(params: &HashMap<String, String>) -> Result<usize, ApiError> {
+    if let Some(bad) = params.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown query parameter {bad:?}; the one known is limit"),
+        ));
+    }
+    match params.get("limit") {
+        None => Ok(MAX_EVENTS),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_EVENTS).contains(&n) => Ok(n),
+            _ => Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("limit {text:?} is not a number from 1 to {MAX_EVENTS}"),
+            )),
+        },
+    }
+}
+
+fn unreadable(topic: &str, e: &flywheel_topics::BusError) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("reading the {topic} topic: {e}"),
+    )
+}
 
 /// `GET /api/v1/pipelines/{name}/triggers[?limit=N]`: the training-set events the
 /// supervisor emitted for the pipeline and the trainsets topic still keeps, oldest first
@@ -184,33 +211,28 @@ pub(crate) async fn triggers(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Answer {
-    if let Some(bad) = params.keys().find(|k| k.as_str() != "limit") {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("unknown query parameter {bad:?}; the one known is limit"),
-        ));
-    }
-    let limit = match params.get("limit") {
-        None => MAX_TRIGGERS,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_TRIGGERS).contains(&n) => n,
-            _ => {
-                return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("limit {text:?} is not a number from 1 to {MAX_TRIGGERS}"),
-                ));
-            }
-        },
-    };
+    let limit = limit(&params)?;
     find(&state, &caller, &name).await?;
     let events = pipeline_events(state.backends.bus.as_ref(), &caller.tenant, &name, limit)
         .await
-        .map_err(|e| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("reading the trainsets topic: {e}"),
-            )
-        })?;
+        .map_err(|e| unreadable("trainsets", &e))?;
+    Ok(axum::Json(events).into_response())
+}
+
+/// `GET /api/v1/pipelines/{name}/releases[?limit=N]`: the model releases trainers
+/// published for the pipeline on the models topic, oldest first (the newest `limit`,
+/// default and at most 10,000).
+pub(crate) async fn releases(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    let limit = limit(&params)?;
+    find(&state, &caller, &name).await?;
+    let events = pipeline_releases(state.backends.bus.as_ref(), &caller.tenant, &name, limit)
+        .await
+        .map_err(|e| unreadable("models", &e))?;
     Ok(axum::Json(events).into_response())
 }
 

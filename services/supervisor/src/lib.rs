@@ -25,7 +25,7 @@ use flywheel_topics::BusError;
 use flywheel_trainset::TrainsetError;
 
 pub use config::SupervisorConfig;
-pub use events::pipeline_events;
+pub use events::{pipeline_events, pipeline_releases};
 pub use input::read_input;
 pub use metrics::SupervisorMetrics;
 pub use service::Supervisor;

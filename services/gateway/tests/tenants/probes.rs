@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use crate::common::Reply;
 use crate::world::{
-    ACME_ONLY, ACME_PIPELINE, ACME_SAMPLES, GLOBEX_SAMPLES, SHARED, World, acme_pipeline,
+    ACME_MODEL, ACME_ONLY, ACME_PIPELINE, ACME_SAMPLES, GLOBEX_SAMPLES, SHARED, World,
+    acme_pipeline,
 };
 
 /// One call of a route, with acme's resources in its path or body.
@@ -303,6 +304,31 @@ pub(crate) fn probes(w: &World) -> Vec<Probe> {
         Probe::get(
             "/api/v1/pipelines/{name}/triggers",
             format!("/api/v1/pipelines/{ACME_PIPELINE}/triggers"),
+            not_found,
+        ),
+        Probe::get(
+            "/api/v1/pipelines/{name}/releases",
+            format!("/api/v1/pipelines/{ACME_PIPELINE}/releases"),
+            not_found,
+        ),
+        Probe::get("/api/v1/models", "/api/v1/models", ok).field(
+            "/0/id",
+            json!(ACME_MODEL),
+            Value::Null,
+        ),
+        Probe::get(
+            "/api/v1/models/{id}",
+            format!("/api/v1/models/{ACME_MODEL}"),
+            not_found,
+        ),
+        Probe::get(
+            "/api/v1/models/{id}/weights",
+            format!("/api/v1/models/{ACME_MODEL}/weights"),
+            not_found,
+        ),
+        Probe::get(
+            "/api/v1/models/{id}/lineage",
+            format!("/api/v1/models/{ACME_MODEL}/lineage?keys=true"),
             not_found,
         ),
         Probe::post(

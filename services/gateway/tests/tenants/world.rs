@@ -187,12 +187,76 @@ pub(crate) async fn world() -> World {
         )
         .await
         .unwrap();
+
+    // and what a trainer would have released for it: a record, weights and a card, a
+    // release on the models topic
+    let acme = flywheel_store::Tenant::new("acme").unwrap();
+    let uri = format!("acme/models/{ACME_PIPELINE}/{ACME_MODEL}-00.safetensors");
+    let card = flywheel_core::card::Card {
+        format: flywheel_core::card::CARD_FORMAT,
+        kind: flywheel_core::pipeline::ModelKind::Linear,
+        input: flywheel_core::card::Shape::Features { width: 2 },
+        hidden: vec![],
+        channels: vec![],
+        labels: vec![format!("{CANARY}-a"), format!("{CANARY}-b")],
+    };
+    for (path, bytes) in [
+        (uri.clone(), format!("{CANARY} weights").into_bytes()),
+        (
+            flywheel_core::card::card_uri(&uri),
+            serde_json::to_vec(&card).unwrap(),
+        ),
+    ] {
+        object_store::ObjectStoreExt::put(
+            g.blobs.as_ref(),
+            &object_store::path::Path::from(path.as_str()),
+            object_store::PutPayload::from(bytes),
+        )
+        .await
+        .unwrap();
+    }
+    let record = flywheel_store::ModelRecord {
+        id: ACME_MODEL.into(),
+        pipeline: ACME_PIPELINE.into(),
+        trigger_id: 1,
+        uri: uri.clone(),
+        trainset_version: acme_only[1].clone(),
+        parent: None,
+        metrics: [("holdout_accuracy".to_owned(), 0.5)].into(),
+        created_at: T0,
+    };
+    let store = g.meta.tenant(&acme).await.unwrap();
+    store.put_model(record).await.unwrap();
+    let release = flywheel_schemas::ModelRelease {
+        tenant: "acme".into(),
+        pipeline: ACME_PIPELINE.into(),
+        trigger_id: 1,
+        model_id: ACME_MODEL.into(),
+        model_uri: uri,
+        trainset_version: acme_only[1].clone(),
+        parent_model: None,
+        metrics: Default::default(),
+        created_at: T0,
+    };
+    g.bus
+        .produce(
+            &flywheel_topics::TopicKind::Models.topic(&acme),
+            vec![flywheel_topics::Record::keyed(
+                ACME_PIPELINE.as_bytes(),
+                flywheel_schemas::encode(&release),
+            )],
+        )
+        .await
+        .unwrap();
     World {
         g,
         shared,
         acme_only,
     }
 }
+
+/// acme's model.
+pub(crate) const ACME_MODEL: &str = "radar-retrain-1";
 
 /// acme's pipeline's name.
 pub(crate) const ACME_PIPELINE: &str = "radar-retrain";

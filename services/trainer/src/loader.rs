@@ -1,0 +1,449 @@
+//! The loader: turns a list of samples and an epoch's order into batches of decoded
+//! inputs, ahead of the training loop.
+//!
+//! - A batch's samples are grouped by object: the ranges of one segment are read with
+//!   one `get_ranges` (the object store coalesces near ranges), a whole object with one
+//!   `get`. Up to `workers` batches are read and decoded at once; decoding runs on the
+//!   blocking pool, never on the training thread.
+//! - Decoded inputs go into the [`Cache`]; a sample found there is not read again.
+//! - Batches are delivered in order through a channel `prefetch` batches deep, so the
+//!   training loop only waits when the store cannot keep up.
+//! - The order of an epoch ([`epoch_order`]) is a function of the training-set version,
+//!   the epoch and the seed: the same with any number of workers.
+//!
+//! A sample that cannot be used (its object is missing or not the tenant's, it does not
+//! decode, it has no class) is reported in its batch's `skipped`, with the reason; the
+//! caller applies the pipeline's `on_bad_sample`. Other failures of the object store end
+//! the stream with an error.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use flywheel_schemas::{BodyContent, read_body};
+use flywheel_trainset::own_object;
+use futures::StreamExt as _;
+use object_store::{ObjectStore, ObjectStoreExt as _};
+use rand::SeedableRng as _;
+use rand::seq::SliceRandom as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use crate::TrainerError;
+use crate::cache::{Cache, CacheKey};
+use crate::decode::{BadSample, Shape, Stored, decode};
+
+/// Where a training set's samples are: the tenant's object store and the objects its
+/// samples name.
+#[derive(Debug)]
+pub struct Source {
+    /// The object store.
+    pub blobs: Arc<dyn ObjectStore>,
+    /// The tenant (only its own objects are read).
+    pub tenant: String,
+    /// Object URIs, indexed by [`Item::uri`].
+    pub uris: Vec<String>,
+    /// The cache's name for the tenant, the dataset and the input shape.
+    pub cache_id: u64,
+}
+
+impl Source {
+    /// The cache's name for a tenant's dataset decoded to `shape`.
+    pub fn cache_id(tenant: &str, dataset: &str, shape: Shape) -> u64 {
+        let mut h = Sha256::new();
+        h.update(tenant.as_bytes());
+        h.update([0]);
+        h.update(dataset.as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(&shape).expect("a shape serializes"));
+        u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// One sample to load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Its key.
+    pub key: u64,
+    /// The changeset that added it.
+    pub changeset: i64,
+    /// Its object, an index into [`Source::uris`].
+    pub uri: u32,
+    /// Its range of a segment (offset, length); `None` for a whole object.
+    pub range: Option<(u64, u64)>,
+    /// Its class, or why it has none.
+    pub class: Result<i64, Arc<str>>,
+    /// Its weight.
+    pub weight: f32,
+}
+
+/// Decoded samples, in the order asked for, without the skipped ones.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Their keys.
+    pub keys: Vec<u64>,
+    /// Their inputs, `keys.len()` times the shape's length.
+    pub inputs: Vec<f32>,
+    /// Their classes.
+    pub classes: Vec<i64>,
+    /// Their weights.
+    pub weights: Vec<f32>,
+    /// Samples of the batch that cannot be used, and why.
+    pub skipped: Vec<BadSample>,
+}
+
+impl Batch {
+    /// Samples in it.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether it holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The loader's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Batches read and decoded at once.
+    pub workers: usize,
+    /// Batches ready ahead of the training loop.
+    pub prefetch: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            prefetch: 8,
+        }
+    }
+}
+
+/// What the loader did, counted since it was made.
+#[derive(Debug, Default)]
+pub struct LoaderStats {
+    /// Bytes read from the object store.
+    pub bytes_read: AtomicU64,
+    /// Requests made to it.
+    pub requests: AtomicU64,
+    /// Samples found in the cache.
+    pub hits: AtomicU64,
+    /// Samples read and decoded.
+    pub misses: AtomicU64,
+}
+
+/// Loads a source's samples in batches. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    source: Arc<Source>,
+    shape: Shape,
+    cache: Cache,
+    config: LoaderConfig,
+    stats: Arc<LoaderStats>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// What delivers batches of samples in a given order: the [`Loader`], or a benchmark's
+/// baseline.
+pub trait Feed: Send + Sync {
+    /// The batches of `items` taken in `order`, `batch_size` at a time, read ahead; to be
+    /// received on a blocking thread. After an error nothing more comes.
+    fn batches(
+        &self,
+        items: Arc<[Item]>,
+        order: Vec<u32>,
+        batch_size: usize,
+    ) -> mpsc::Receiver<Result<Batch, TrainerError>>;
+}
+
+impl Feed for Loader {
+    fn batches(
+        &self,
+        items: Arc<[Item]>,
+        order: Vec<u32>,
+        batch_size: usize,
+    ) -> mpsc::Receiver<Result<Batch, TrainerError>> {
+        Loader::batches(self, items, order, batch_size)
+    }
+}
+
+/// The order of an epoch's samples: a permutation of `0..n` drawn from the training-set
+/// version, the epoch and the seed alone.
+pub fn epoch_order(version: &str, epoch: u32, seed: u64, n: usize) -> Vec<u32> {
+    let mut h = Sha256::new();
+    h.update(b"flywheel epoch order\0");
+    h.update(version.as_bytes());
+    h.update(epoch.to_le_bytes());
+    h.update(seed.to_le_bytes());
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(h.finalize().into());
+    let mut order: Vec<u32> = (0..u32::try_from(n).expect("fewer than 2^32 samples")).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+impl Loader {
+    /// A loader of `source` decoding to `shape`, caching in `cache`. Made inside a tokio
+    /// runtime, on which it reads.
+    pub fn new(source: Arc<Source>, shape: Shape, cache: Cache, config: LoaderConfig) -> Self {
+        Self {
+            source,
+            shape,
+            cache,
+            config,
+            stats: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// The input shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> &LoaderStats {
+        &self.stats
+    }
+
+    /// The batches of `items` taken in `order`, `batch_size` at a time, read ahead. The
+    /// receiver may be read from a blocking thread (`blocking_recv`); dropping it stops
+    /// the reads. After an error nothing more comes.
+    pub fn batches(
+        &self,
+        items: Arc<[Item]>,
+        order: Vec<u32>,
+        batch_size: usize,
+    ) -> mpsc::Receiver<Result<Batch, TrainerError>> {
+        let (tx, rx) = mpsc::channel(self.config.prefetch.max(1));
+        let me = self.clone();
+        let batch_size = batch_size.max(1);
+        self.runtime.spawn(async move {
+            let chunks: Vec<Vec<u32>> = order.chunks(batch_size).map(<[u32]>::to_vec).collect();
+            let mut batches = futures::stream::iter(chunks)
+                .map(|chunk| {
+                    let picked: Vec<Item> =
+                        chunk.iter().map(|&i| items[i as usize].clone()).collect();
+                    me.load(picked)
+                })
+                .buffered(me.config.workers.max(1));
+            while let Some(batch) = batches.next().await {
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Loads one batch of samples, in the order given.
+    pub async fn load(&self, items: Vec<Item>) -> Result<Batch, TrainerError> {
+        let n = items.len();
+        let mut inputs: Vec<Option<Arc<[f32]>>> = vec![None; n];
+        let mut bad: Vec<Option<String>> = vec![None; n];
+        // what is not cached, by object: (item index, range)
+        let mut wanted: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Err(reason) = &item.class {
+                bad[i] = Some(reason.to_string());
+                continue;
+            }
+            match self.cache.get(&self.cache_key(item)) {
+                Some(values) => {
+                    inputs[i] = Some(values);
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                }
+                None => wanted.entry(item.uri).or_default().push(i),
+            }
+        }
+
+        // read: one request per object
+        let mut stored: Vec<Option<Bytes>> = vec![None; n];
+        for (uri, idx) in &wanted {
+            let name = &self.source.uris[*uri as usize];
+            let Some(path) = own_object(&self.source.tenant, name) else {
+                for &i in idx {
+                    bad[i] = Some(format!("its object {name} is not in this tenant's store"));
+                }
+                continue;
+            };
+            let segment: Vec<(usize, Range<u64>)> = (idx.iter())
+                .filter_map(|&i| items[i].range.map(|(o, l)| (i, o..o + l)))
+                .collect();
+            let whole: Vec<usize> = idx
+                .iter()
+                .copied()
+                .filter(|&i| items[i].range.is_none())
+                .collect();
+            if !segment.is_empty() {
+                let ranges: Vec<Range<u64>> = segment.iter().map(|(_, r)| r.clone()).collect();
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                match self.source.blobs.get_ranges(&path, &ranges).await {
+                    Ok(parts) => {
+                        for ((i, _), bytes) in segment.iter().zip(parts) {
+                            self.stats
+                                .bytes_read
+                                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                            stored[*i] = Some(bytes);
+                        }
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {
+                        for (i, _) in &segment {
+                            bad[*i] = Some(format!("its segment {name} is missing"));
+                        }
+                    }
+                    Err(e) => return Err(TrainerError::blobs(format!("reading {name}"), e)),
+                }
+            }
+            if !whole.is_empty() {
+                match self.read_whole(name, &path).await? {
+                    Some(bytes) => {
+                        for &i in &whole {
+                            stored[i] = Some(bytes.clone());
+                        }
+                    }
+                    None => {
+                        for &i in &whole {
+                            bad[i] = Some(format!("its blob {name} is missing"));
+                        }
+                    }
+                }
+            }
+        }
+
+        // the blobs that stored forms name, when the input is an image
+        let mut blobs: Vec<Option<Bytes>> = vec![None; n];
+        if self.shape.is_image() {
+            for (i, item) in items.iter().enumerate() {
+                let (Some(body), Some(_)) = (&stored[i], item.range) else {
+                    continue;
+                };
+                let Ok(parsed) = read_body(body) else {
+                    continue; // decoding says why
+                };
+                let BodyContent::Blob(uri) = parsed.content else {
+                    continue;
+                };
+                let Some(path) = own_object(&self.source.tenant, uri) else {
+                    bad[i] = Some(format!("its blob {uri} is not in this tenant's store"));
+                    continue;
+                };
+                match self.read_whole(uri, &path).await? {
+                    Some(bytes) => blobs[i] = Some(bytes),
+                    None => bad[i] = Some(format!("its blob {uri} is missing")),
+                }
+            }
+        }
+
+        // decode, off the async threads
+        let todo: Vec<(usize, Bytes, Option<Bytes>, bool)> = (0..n)
+            .filter(|&i| bad[i].is_none() && inputs[i].is_none())
+            .filter_map(|i| {
+                let whole = items[i].range.is_none();
+                stored[i].take().map(|b| (i, b, blobs[i].take(), whole))
+            })
+            .collect();
+        let shape = self.shape;
+        let decoded = tokio::task::spawn_blocking(move || {
+            todo.into_iter()
+                .map(|(i, bytes, blob, whole)| {
+                    let what = if whole {
+                        Stored::Object(&bytes)
+                    } else {
+                        Stored::Body {
+                            body: &bytes,
+                            blob: blob.as_deref(),
+                        }
+                    };
+                    (i, decode(shape, what))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("decoding does not panic");
+        for (i, result) in decoded {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(values) => {
+                    let values: Arc<[f32]> = values.into();
+                    self.cache.put(self.cache_key(&items[i]), values.clone());
+                    inputs[i] = Some(values);
+                }
+                Err(reason) => bad[i] = Some(reason),
+            }
+        }
+
+        let mut batch = Batch {
+            inputs: Vec::with_capacity(n * self.shape.len()),
+            ..Batch::default()
+        };
+        for (i, item) in items.iter().enumerate() {
+            match (&inputs[i], bad[i].take(), &item.class) {
+                (Some(values), None, Ok(class)) => {
+                    batch.keys.push(item.key);
+                    batch.inputs.extend_from_slice(values);
+                    batch.classes.push(*class);
+                    batch.weights.push(item.weight);
+                }
+                (_, reason, _) => batch.skipped.push(BadSample {
+                    key: item.key,
+                    reason: reason.unwrap_or_else(|| "it was not read".into()),
+                }),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// A whole object; `None` if it is missing.
+    async fn read_whole(
+        &self,
+        name: &str,
+        path: &object_store::path::Path,
+    ) -> Result<Option<Bytes>, TrainerError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let got = match self.source.blobs.get(path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(TrainerError::blobs(format!("reading {name}"), e)),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| TrainerError::blobs(format!("reading {name}"), e))?;
+        self.stats
+            .bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(Some(bytes))
+    }
+
+    fn cache_key(&self, item: &Item) -> CacheKey {
+        CacheKey {
+            source: self.source.cache_id,
+            key: item.key,
+            changeset: item.changeset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_order_is_a_permutation_fixed_by_version_epoch_and_seed() {
+        let a = epoch_order("v1", 0, 7, 1000);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+        assert_eq!(a, epoch_order("v1", 0, 7, 1000));
+        assert_ne!(a, epoch_order("v1", 1, 7, 1000));
+        assert_ne!(a, epoch_order("v1", 0, 8, 1000));
+        assert_ne!(a, epoch_order("v2", 0, 7, 1000));
+        assert!(epoch_order("v1", 0, 7, 0).is_empty());
+    }
+}
