@@ -406,6 +406,7 @@ impl Trainer {
             .as_ref()
             .filter(|(_, c, _)| c.same_architecture(&card))
             .map(|(r, _, w)| (r.id.clone(), w.clone()));
+        let had_parent = parent_weights.is_some();
         let card2 = card.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut net = Net::new(card2, device(), training.seed)?;
@@ -434,6 +435,12 @@ impl Trainer {
         .await
         .map_err(|e| TrainerError::Unusable(format!("training panicked: {e}")))?;
         let (outcome, holdout, after, bytes, warm) = done?;
+        if had_parent && warm.is_none() {
+            self.metrics
+                .errors
+                .with_label_values(&[tenant.as_str(), "parent"])
+                .inc();
+        }
 
         let stats = loader.stats();
         let t = tenant.as_str();
@@ -543,6 +550,10 @@ impl Trainer {
             Ok((card, weights)) => Some((parent, card, weights)),
             Err(e) => {
                 tracing::warn!(model = %parent.id, "trainer: the previous model: {e}; training from scratch");
+                self.metrics
+                    .errors
+                    .with_label_values(&[store.tenant().as_str(), "parent"])
+                    .inc();
                 None
             }
         }

@@ -620,3 +620,177 @@ async fn a_trainer_killed_mid_training_or_at_its_release_releases_each_set_once(
     assert_eq!(ids, vec!["p-1", "p-2"], "{releases:?}");
     assert_eq!(releases[1].parent_model.as_deref(), Some("p-1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_model_that_does_not_load_means_training_from_scratch() {
+    let mut f = fixture().await;
+    f.submit(&document("p", 200, MLP)).await;
+    f.add(200, Kind::Points).await;
+    f.supervise(1).await;
+    f.train_until(|r, _| r >= 1).await;
+    // the first model's weights are damaged
+    let first = f.store.model("p-1").await.unwrap().unwrap();
+    f.blobs
+        .put(
+            &Path::from(first.uri.as_str()),
+            PutPayload::from(b"not safetensors".to_vec()),
+        )
+        .await
+        .unwrap();
+    f.add(200, Kind::Points).await;
+    f.supervise(2).await;
+    f.train_until(|r, _| r >= 2).await;
+    let second = &f.releases().await[1];
+    assert_eq!(second.model_id, "p-2");
+    assert_eq!(
+        second.parent_model, None,
+        "not fine-tuned from a model that does not load"
+    );
+    assert_eq!(second.metrics["warm_started"], 0.0);
+    assert!(
+        second.metrics["holdout_accuracy"] > 0.85,
+        "{:?}",
+        second.metrics
+    );
+}
+
+/// The loader on its own: the same batches, in the same order, with 1 worker and no cache
+/// as with 4 workers and a cache; a second pass served by the cache;
+/// bad samples reported with their key and reason, the rest delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loader_gives_the_same_batches_with_any_workers_and_reads_once_with_a_cache() {
+    use flywheel_trainer::cache::Cache;
+    use flywheel_trainer::loader::{Item, Loader, LoaderConfig, Source, epoch_order};
+
+    let blobs: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut items = Vec::new();
+    let uris = vec![
+        "acme/d/segments/a.seg".to_owned(),
+        "acme/d/segments/b.seg".to_owned(),
+        "globex/d/segments/c.seg".to_owned(),
+        "acme/d/segments/missing.seg".to_owned(),
+    ];
+    for (u, uri) in uris.iter().enumerate().take(3) {
+        let mut segment = Vec::new();
+        for i in 0..300u64 {
+            let key = u as u64 * 1000 + i;
+            let offset = segment.len() as u64;
+            let width = if key == 17 { 3 } else { 2 };
+            let len = write_body(&mut segment, &vec![key as f64; width], BodyContent::None);
+            items.push(Item {
+                key,
+                changeset: 1,
+                uri: u as u32,
+                range: Some((offset, len as u64)),
+                class: Ok((key % 2) as i64),
+                weight: 1.0,
+            });
+        }
+        blobs
+            .put(&Path::from(uri.as_str()), PutPayload::from(segment))
+            .await
+            .unwrap();
+    }
+    items.push(Item {
+        key: 5000,
+        changeset: 1,
+        uri: 3,
+        range: Some((0, 10)),
+        class: Ok(0),
+        weight: 1.0,
+    });
+    items.push(Item {
+        key: 5001,
+        changeset: 1,
+        uri: 0,
+        range: Some((0, 10)),
+        class: Err("it has no label".into()),
+        weight: 1.0,
+    });
+    let items: Arc<[Item]> = items.into();
+    let source = Arc::new(Source {
+        blobs,
+        tenant: "acme".into(),
+        uris,
+        cache_id: 1,
+    });
+    let shape = Shape::Features { width: 2 };
+    let order = epoch_order("v", 0, 1, items.len());
+    let collect = |loader: &Loader| {
+        let mut rx = loader.batches(items.clone(), order.clone(), 64);
+        async move {
+            let mut out = Vec::new();
+            while let Some(b) = rx.recv().await {
+                out.push(b.unwrap());
+            }
+            out
+        }
+    };
+    let one = Loader::new(
+        source.clone(),
+        shape,
+        Cache::new(0),
+        LoaderConfig {
+            workers: 1,
+            prefetch: 1,
+        },
+    );
+    let cache = Cache::new(1 << 20);
+    let four = Loader::new(
+        source,
+        shape,
+        cache.clone(),
+        LoaderConfig {
+            workers: 4,
+            prefetch: 8,
+        },
+    );
+    let a = collect(&one).await;
+    let b = collect(&four).await;
+    assert_eq!(a.len(), items.len().div_ceil(64));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.keys, &x.inputs, &x.classes),
+            (&y.keys, &y.inputs, &y.classes)
+        );
+    }
+    // in the epoch's order, bad samples left out and named
+    let keys: Vec<u64> = a.iter().flat_map(|b| b.keys.clone()).collect();
+    let skipped: BTreeMap<u64, String> = (a.iter())
+        .flat_map(|b| b.skipped.iter().map(|s| (s.key, s.reason.clone())))
+        .collect();
+    let want: Vec<u64> = (order.iter())
+        .map(|&i| items[i as usize].key)
+        .filter(|k| !skipped.contains_key(k))
+        .collect();
+    assert_eq!(keys, want);
+    assert_eq!(keys.len(), 600 - 1);
+    assert_eq!(skipped[&17], "it has 3 features, the model takes 2");
+    assert!(
+        skipped[&2000].contains("not in this tenant's store"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[&5000].contains("missing.seg is missing"),
+        "{skipped:?}"
+    );
+    assert_eq!(skipped[&5001], "it has no label");
+    assert_eq!(skipped.len(), 300 + 3);
+    // the inputs are the stored features
+    let first = &a[0];
+    assert_eq!(
+        first.inputs[..2],
+        [first.keys[0] as f32, first.keys[0] as f32]
+    );
+
+    // a second pass: every good sample from the cache; only the bad ones read again (key
+    // 17's segment, and the missing one)
+    let requests = four.stats().requests.load(Ordering::SeqCst);
+    let hits = four.stats().hits.load(Ordering::SeqCst);
+    let again = collect(&four).await;
+    assert_eq!(four.stats().requests.load(Ordering::SeqCst), requests + 2);
+    assert_eq!(four.stats().hits.load(Ordering::SeqCst) - hits, 599);
+    let keys_again: Vec<u64> = again.iter().flat_map(|b| b.keys.clone()).collect();
+    assert_eq!(keys_again, keys);
+    assert_eq!(cache.len(), 599);
+}
