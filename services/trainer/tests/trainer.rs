@@ -119,16 +119,44 @@ struct Fixture {
     store: Arc<dyn TenantStore>,
     blobs: Arc<dyn ObjectStore>,
     tenant: Tenant,
+    /// A suffix of the consumer groups (the Kafka broker is shared between tests).
+    groups: String,
     next_key: u64,
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("embedded://{}", dir.path().join("bus").display());
-    let bus = flywheel_topics::connect(&url, &BusMetrics::new(&prometheus::Registry::new()))
+    fixture_on(dir, &url, "acme", "").await
+}
+
+/// On the Kafka broker of the tests (`FLYWHEEL_TEST_KAFKA`, which scripts/test.sh sets):
+/// `None` skips the test, saying so, unless `FLYWHEEL_REQUIRE_KAFKA=1`.
+async fn kafka_fixture() -> Option<Fixture> {
+    let Some(addr) = std::env::var("FLYWHEEL_TEST_KAFKA")
+        .ok()
+        .filter(|a| !a.is_empty())
+    else {
+        assert!(
+            std::env::var("FLYWHEEL_REQUIRE_KAFKA").as_deref() != Ok("1"),
+            "FLYWHEEL_REQUIRE_KAFKA=1 but FLYWHEEL_TEST_KAFKA is not set"
+        );
+        eprintln!("skipped: FLYWHEEL_TEST_KAFKA is not set (scripts/test.sh starts a broker)");
+        return None;
+    };
+    // one record per batch: tansu cannot fetch from inside a batch
+    let url = format!("kafka://{addr}?batch.num.messages=1&fetch.wait.max.ms=10");
+    // the broker is shared: a tenant and groups of this test's own
+    let id = format!("{:08x}", rand::random::<u32>());
+    let dir = tempfile::tempdir().unwrap();
+    Some(fixture_on(dir, &url, &format!("acme-{id}"), &format!("-{id}")).await)
+}
+
+async fn fixture_on(dir: tempfile::TempDir, url: &str, tenant: &str, groups: &str) -> Fixture {
+    let bus = flywheel_topics::connect(url, &BusMetrics::new(&prometheus::Registry::new()))
         .await
         .unwrap();
-    let tenant = Tenant::new("acme").unwrap();
+    let tenant = Tenant::new(tenant).unwrap();
     bus.create_topics(&tenant_topics(&tenant)).await.unwrap();
     let meta: Arc<dyn MetaStore> = Arc::new(
         SqliteStore::open(&format!(
@@ -146,6 +174,7 @@ async fn fixture() -> Fixture {
         store,
         blobs: Arc::new(InMemory::new()),
         tenant,
+        groups: groups.to_owned(),
         next_key: 1,
     }
 }
@@ -287,6 +316,8 @@ impl Fixture {
             self.blobs.clone(),
             SupervisorConfig {
                 rescan: Duration::from_millis(30),
+                group: format!("flywheel-supervisor{}", self.groups),
+                tenants: vec![self.tenant.as_str().to_owned()],
                 ..SupervisorConfig::default()
             },
             SupervisorMetrics::new(&prometheus::Registry::new()),
@@ -312,6 +343,8 @@ impl Fixture {
             self.blobs.clone(),
             TrainerConfig {
                 max_backoff: Duration::from_millis(100),
+                group: format!("flywheel-trainer{}", self.groups),
+                tenants: vec![self.tenant.as_str().to_owned()],
                 ..TrainerConfig::default()
             },
             TrainerMetrics::new(registry),
@@ -353,7 +386,17 @@ const MLP: &str = "[model]\nkind = \"mlp\"\nhidden = [16]\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_sets_become_released_models_with_their_lineage() {
-    let mut f = fixture().await;
+    released_models_with_their_lineage_on(fixture().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_sets_become_released_models_on_kafka() {
+    if let Some(f) = kafka_fixture().await {
+        released_models_with_their_lineage_on(f).await;
+    }
+}
+
+async fn released_models_with_their_lineage_on(mut f: Fixture) {
     f.submit(&document("p", 300, MLP)).await;
     for _ in 0..3 {
         f.add(300, Kind::Points).await;
