@@ -6,6 +6,7 @@ mod bench_bus;
 mod bench_ingest;
 mod bench_meta;
 mod bench_prepare;
+mod bench_release;
 mod bench_select;
 mod bench_train;
 mod bench_trigger;
@@ -57,6 +58,9 @@ enum Bench {
     /// by the loader with a random half of a dataset, against the same loop fed from one
     /// local file holding the same samples, read sequentially.
     Train(bench_train::TrainArgs),
+    /// Time from a training-set event to its model's release, for the demo's MLP, against
+    /// the training loop alone.
+    Release(bench_release::ReleaseArgs),
     /// Cost per sample of evaluating each trigger policy (data amount, time, performance,
     /// drift by KS, PSI and MMD, an ensemble), against a pass that sums the features.
     Trigger(bench_trigger::TriggerArgs),
@@ -93,6 +97,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Trigger(args),
         } => bench_trigger::run(&args),
+        Command::Bench {
+            bench: Bench::Release(args),
+        } => rt.block_on(bench_release::run(&args)),
         Command::Bench {
             bench: Bench::Loader(args),
         } => bench_train::run_loader(&args, rt.handle()),

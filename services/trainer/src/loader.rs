@@ -1,10 +1,11 @@
 //! The loader: turns a list of samples and an epoch's order into batches of decoded
 //! inputs, ahead of the training loop.
 //!
-//! - A batch's samples are grouped by object: the ranges of one segment are read with
-//!   one `get_ranges` (the object store coalesces near ranges), a whole object with one
-//!   `get`. Up to `workers` batches are read and decoded at once; decoding runs on the
-//!   blocking pool, never on the training thread.
+//! - Samples are read a window of batches at a time (up to 16,384 samples, or 32 MiB of
+//!   decoded input), grouped by object: the ranges of one segment are read with one
+//!   `get_ranges`, ranges less than 4 KiB apart merged into one read (a remote store
+//!   coalesces further), a whole object with one `get`. Up to `workers` windows are read and decoded at
+//!   once; decoding runs on the blocking pool, never on the training thread.
 //! - Decoded inputs go into the [`Cache`]; a sample found there is not read again.
 //! - Batches are delivered in order through a channel `prefetch` batches deep, so the
 //!   training loop only waits when the store cannot keep up.
@@ -34,6 +35,14 @@ use tokio::sync::mpsc;
 use crate::TrainerError;
 use crate::cache::{Cache, CacheKey};
 use crate::decode::{BadSample, Shape, Stored, decode};
+
+/// Most bytes of decoded input a loader window holds.
+const WINDOW_BYTES: usize = 32 * 1024 * 1024;
+/// Most samples in a loader window.
+const WINDOW_SAMPLES: usize = 16_384;
+/// Samples of one object this close together are read with one range read (the bytes
+/// between them too): fewer, larger reads.
+const MERGE_GAP: u64 = 4096;
 
 /// Where a training set's samples are: the tenant's object store and the objects its
 /// samples name.
@@ -92,6 +101,10 @@ pub struct Batch {
     pub weights: Vec<f32>,
     /// Samples of the batch that cannot be used, and why.
     pub skipped: Vec<BadSample>,
+    /// Where each delivered sample was among those asked for.
+    positions: Vec<usize>,
+    /// Where each skipped one was.
+    skipped_positions: Vec<usize>,
 }
 
 impl Batch {
@@ -222,23 +235,79 @@ impl Loader {
         let (tx, rx) = mpsc::channel(self.config.prefetch.max(1));
         let me = self.clone();
         let batch_size = batch_size.max(1);
+        // batches are read a window at a time: one request per object for every sample
+        // of the window in it, rather than one per object per batch
+        let window = self.window(batch_size);
         self.runtime.spawn(async move {
-            let chunks: Vec<Vec<u32>> = order.chunks(batch_size).map(<[u32]>::to_vec).collect();
-            let mut batches = futures::stream::iter(chunks)
+            let chunks: Vec<Vec<u32>> = order.chunks(window).map(<[u32]>::to_vec).collect();
+            let mut windows = futures::stream::iter(chunks)
                 .map(|chunk| {
                     let picked: Vec<Item> =
                         chunk.iter().map(|&i| items[i as usize].clone()).collect();
-                    me.load(picked)
+                    me.load_window(picked, batch_size)
                 })
                 .buffered(me.config.workers.max(1));
-            while let Some(batch) = batches.next().await {
-                let failed = batch.is_err();
-                if tx.send(batch).await.is_err() || failed {
-                    break;
+            while let Some(batches) = windows.next().await {
+                let batches = match batches {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                };
+                for batch in batches {
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
         rx
+    }
+
+    /// Samples read at once: whole batches, about [`WINDOW_BYTES`] of decoded input and
+    /// at most [`WINDOW_SAMPLES`].
+    fn window(&self, batch_size: usize) -> usize {
+        let per_sample = (self.shape.len() * 4).max(1);
+        let samples = (WINDOW_BYTES / per_sample).clamp(1, WINDOW_SAMPLES);
+        (samples / batch_size).max(1) * batch_size
+    }
+
+    /// Loads a window of samples and cuts it into batches.
+    async fn load_window(
+        &self,
+        items: Vec<Item>,
+        batch_size: usize,
+    ) -> Result<Vec<Batch>, TrainerError> {
+        let mut all = self.load(items).await?;
+        if all.len() + all.skipped.len() <= batch_size {
+            return Ok(vec![all]);
+        }
+        // the window's samples in order, each delivered or skipped; cut by position
+        let width = self.shape.len();
+        let mut out = Vec::new();
+        let (mut delivered, mut skipped) = (0usize, 0usize);
+        let positions = std::mem::take(&mut all.positions);
+        let total = all.len() + all.skipped.len();
+        for start in (0..total).step_by(batch_size) {
+            let end = (start + batch_size).min(total);
+            let mut b = Batch::default();
+            while delivered < all.keys.len() && positions[delivered] < end {
+                let i = delivered;
+                b.keys.push(all.keys[i]);
+                b.inputs
+                    .extend_from_slice(&all.inputs[i * width..(i + 1) * width]);
+                b.classes.push(all.classes[i]);
+                b.weights.push(all.weights[i]);
+                delivered += 1;
+            }
+            while skipped < all.skipped.len() && all.skipped_positions[skipped] < end {
+                b.skipped.push(all.skipped[skipped].clone());
+                skipped += 1;
+            }
+            out.push(b);
+        }
+        Ok(out)
     }
 
     /// Loads one batch of samples, in the order given.
@@ -281,16 +350,36 @@ impl Loader {
                 .filter(|&i| items[i].range.is_none())
                 .collect();
             if !segment.is_empty() {
-                let ranges: Vec<Range<u64>> = segment.iter().map(|(_, r)| r.clone()).collect();
+                // one read for samples close together: the gap between them is read too
+                let mut segment = segment;
+                segment.sort_by_key(|(_, r)| r.start);
+                let mut merged: Vec<Range<u64>> = Vec::new();
+                for (_, r) in &segment {
+                    match merged.last_mut() {
+                        Some(m) if r.start <= m.end + MERGE_GAP => m.end = m.end.max(r.end),
+                        _ => merged.push(r.clone()),
+                    }
+                }
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                match self.source.blobs.get_ranges(&path, &ranges).await {
+                match self.source.blobs.get_ranges(&path, &merged).await {
                     Ok(parts) => {
-                        for ((i, _), bytes) in segment.iter().zip(parts) {
-                            self.stats
-                                .bytes_read
-                                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            stored[*i] = Some(bytes);
+                        let mut at = 0;
+                        for (i, r) in &segment {
+                            while merged[at].end < r.end {
+                                at += 1;
+                            }
+                            let m = &merged[at];
+                            let part = &parts[at];
+                            let (from, to) =
+                                ((r.start - m.start) as usize, (r.end - m.start) as usize);
+                            if to > part.len() {
+                                bad[*i] = Some(format!("its range is past the end of {name}"));
+                                continue;
+                            }
+                            stored[*i] = Some(part.slice(from..to));
                         }
+                        let read: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                        self.stats.bytes_read.fetch_add(read, Ordering::Relaxed);
                     }
                     Err(object_store::Error::NotFound { .. }) => {
                         for (i, _) in &segment {
@@ -389,11 +478,15 @@ impl Loader {
                     batch.inputs.extend_from_slice(values);
                     batch.classes.push(*class);
                     batch.weights.push(item.weight);
+                    batch.positions.push(i);
                 }
-                (_, reason, _) => batch.skipped.push(BadSample {
-                    key: item.key,
-                    reason: reason.unwrap_or_else(|| "it was not read".into()),
-                }),
+                (_, reason, _) => {
+                    batch.skipped.push(BadSample {
+                        key: item.key,
+                        reason: reason.unwrap_or_else(|| "it was not read".into()),
+                    });
+                    batch.skipped_positions.push(i);
+                }
             }
         }
         Ok(batch)
