@@ -95,6 +95,9 @@ pub(crate) async fn run(global: &Global, command: &ModelCommand) -> anyhow::Resu
         ModelCommand::Get { id, out } => {
             check(id, "model id")?;
             let m: Value = client.get(&format!("/models/{id}")).await?;
+            if m["card"].is_null() {
+                bail!("model {id}'s card cannot be read (the gateway's log says why)");
+            }
             let weights = client
                 .stream(Method::GET, &format!("/models/{id}/weights"))
                 .await?
