@@ -11,6 +11,8 @@ pub mod embedded;
 mod error;
 pub mod kafka;
 mod metrics;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,12 +4,10 @@
 //! emits every trigger exactly once, with the same versions as one that never died.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use flywheel_core::pipeline::Pipeline;
 use flywheel_schemas::{BodyContent, ChangesetKind, TrainingSet, decode, write_body};
 use flywheel_store::{
@@ -18,88 +16,17 @@ use flywheel_store::{
 };
 use flywheel_supervisor::runner::{Input, Runner};
 use flywheel_supervisor::{Supervisor, SupervisorConfig, SupervisorMetrics, read_input};
-use flywheel_topics::{
-    Ack, Bus, BusError, BusMetrics, Consumer, ConsumerConfig, Message, Record, TopicKind,
-    TopicSpec, tenant_topics,
-};
+use flywheel_topics::testing::{FaultyBus, kafka_test_url};
+use flywheel_topics::{Bus, BusMetrics, TopicKind, tenant_topics};
 use flywheel_trainset::manifest::{footer_len, footer_start, read_chunk, read_footer};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "acme";
 const DATASET: &str = "sensors";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A bus that dies at its `n`-th call to produce, end_offset or read: the call is made
-/// (or not, by `after`), then it never answers, as a process killed there.
-#[derive(Debug)]
-struct FaultyBus {
-    inner: Arc<dyn Bus>,
-    countdown: AtomicI64,
-    after: bool,
-    calls: AtomicU64,
-    tripped: Notify,
-}
-
-impl FaultyBus {
-    fn new(inner: Arc<dyn Bus>, crash_at: Option<u64>, after: bool) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            countdown: AtomicI64::new(crash_at.map_or(-1, |n| n as i64)),
-            after,
-            calls: AtomicU64::new(0),
-            tripped: Notify::new(),
-        })
-    }
-
-    async fn call<T>(&self, op: impl Future<Output = Result<T, BusError>>) -> Result<T, BusError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.countdown.fetch_sub(1, Ordering::SeqCst) == 0 {
-            if self.after {
-                let _ = op.await;
-            }
-            self.tripped.notify_one();
-            return std::future::pending().await;
-        }
-        op.await
-    }
-}
-
-#[async_trait]
-impl Bus for FaultyBus {
-    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
-        self.inner.create_topics(topics).await
-    }
-    async fn partitions(&self, topic: &str) -> Result<u32, BusError> {
-        self.inner.partitions(topic).await
-    }
-    async fn produce(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Ack>, BusError> {
-        self.call(self.inner.produce(topic, records)).await
-    }
-    async fn subscribe(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, BusError> {
-        self.inner.subscribe(config).await
-    }
-    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError> {
-        self.call(self.inner.end_offset(topic, partition)).await
-    }
-    async fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        max: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Message>, BusError> {
-        self.call(self.inner.read(topic, partition, from, max, timeout))
-            .await
-    }
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -124,19 +51,7 @@ async fn fixture() -> Fixture {
 /// The Kafka broker of the tests (`FLYWHEEL_TEST_KAFKA`, which scripts/test.sh sets):
 /// `None` skips the test, saying so, unless `FLYWHEEL_REQUIRE_KAFKA=1`.
 async fn kafka_fixture() -> Option<Fixture> {
-    let Some(addr) = std::env::var("FLYWHEEL_TEST_KAFKA")
-        .ok()
-        .filter(|a| !a.is_empty())
-    else {
-        assert!(
-            std::env::var("FLYWHEEL_REQUIRE_KAFKA").as_deref() != Ok("1"),
-            "FLYWHEEL_REQUIRE_KAFKA=1 but FLYWHEEL_TEST_KAFKA is not set"
-        );
-        eprintln!("skipped: FLYWHEEL_TEST_KAFKA is not set (scripts/test.sh starts a broker)");
-        return None;
-    };
-    // one record per batch: tansu cannot fetch from inside a batch
-    let url = format!("kafka://{addr}?batch.num.messages=1&fetch.wait.max.ms=10");
+    let url = kafka_test_url()?;
     // the broker is shared: a tenant and a group of this test's own
     let id = format!("{:08x}", rand::random::<u32>());
     let dir = tempfile::tempdir().unwrap();

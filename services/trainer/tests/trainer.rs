@@ -4,12 +4,10 @@
 //! in the middle of a set, or around its release, releases it exactly once.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use flywheel_core::pipeline::Pipeline;
 use flywheel_schemas::{
     BodyContent, ChangesetKind, ModelRelease, RejectedSample, TrainingSet, decode, write_body,
@@ -19,85 +17,18 @@ use flywheel_store::{
     SampleLocation, SqliteStore, Tenant, TenantStore,
 };
 use flywheel_supervisor::{Supervisor, SupervisorConfig, SupervisorMetrics};
-use flywheel_topics::{
-    Ack, Bus, BusError, BusMetrics, Consumer, ConsumerConfig, Message, Record, TopicKind,
-    TopicSpec, tenant_topics,
-};
+use flywheel_topics::testing::{Counted, FaultyBus, kafka_test_url};
+use flywheel_topics::{Bus, BusMetrics, Message, TopicKind, tenant_topics};
 use flywheel_trainer::decode::Shape;
 use flywheel_trainer::model::{Card, Net};
 use flywheel_trainer::{Trainer, TrainerConfig, TrainerMetrics, read_model};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const DATASET: &str = "sensors";
 const WAIT: Duration = Duration::from_secs(120);
-
-/// A bus whose `n`-th produce never answers (made first if `after`), as a process killed
-/// there.
-#[derive(Debug)]
-struct FaultyBus {
-    inner: Arc<dyn Bus>,
-    countdown: AtomicI64,
-    after: bool,
-    tripped: Notify,
-}
-
-impl FaultyBus {
-    fn new(inner: Arc<dyn Bus>, crash_at: Option<i64>, after: bool) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            countdown: AtomicI64::new(crash_at.unwrap_or(-1)),
-            after,
-            tripped: Notify::new(),
-        })
-    }
-
-    async fn call<T>(&self, op: impl Future<Output = Result<T, BusError>>) -> Result<T, BusError> {
-        if self.countdown.fetch_sub(1, Ordering::SeqCst) == 0 {
-            if self.after {
-                let _ = op.await;
-            }
-            self.tripped.notify_one();
-            return std::future::pending().await;
-        }
-        op.await
-    }
-}
-
-#[async_trait]
-impl Bus for FaultyBus {
-    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
-        self.inner.create_topics(topics).await
-    }
-    async fn partitions(&self, topic: &str) -> Result<u32, BusError> {
-        self.inner.partitions(topic).await
-    }
-    async fn produce(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Ack>, BusError> {
-        self.call(self.inner.produce(topic, records)).await
-    }
-    async fn subscribe(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>, BusError> {
-        self.inner.subscribe(config).await
-    }
-    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64, BusError> {
-        self.inner.end_offset(topic, partition).await
-    }
-    async fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        max: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Message>, BusError> {
-        self.inner.read(topic, partition, from, max, timeout).await
-    }
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-}
 
 /// How a test's samples look.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,19 +64,7 @@ async fn fixture() -> Fixture {
 /// On the Kafka broker of the tests (`FLYWHEEL_TEST_KAFKA`, which scripts/test.sh sets):
 /// `None` skips the test, saying so, unless `FLYWHEEL_REQUIRE_KAFKA=1`.
 async fn kafka_fixture() -> Option<Fixture> {
-    let Some(addr) = std::env::var("FLYWHEEL_TEST_KAFKA")
-        .ok()
-        .filter(|a| !a.is_empty())
-    else {
-        assert!(
-            std::env::var("FLYWHEEL_REQUIRE_KAFKA").as_deref() != Ok("1"),
-            "FLYWHEEL_REQUIRE_KAFKA=1 but FLYWHEEL_TEST_KAFKA is not set"
-        );
-        eprintln!("skipped: FLYWHEEL_TEST_KAFKA is not set (scripts/test.sh starts a broker)");
-        return None;
-    };
-    // one record per batch: tansu cannot fetch from inside a batch
-    let url = format!("kafka://{addr}?batch.num.messages=1&fetch.wait.max.ms=10");
+    let url = kafka_test_url()?;
     // the broker is shared: a tenant and groups of this test's own
     let id = format!("{:08x}", rand::random::<u32>());
     let dir = tempfile::tempdir().unwrap();
@@ -643,7 +562,7 @@ async fn a_trainer_killed_mid_training_or_at_its_release_releases_each_set_once(
 
     // killed at the release: before it is published, then after
     for after in [false, true] {
-        let bus = FaultyBus::new(f.bus.clone(), Some(0), after);
+        let bus = FaultyBus::counting(f.bus.clone(), Some(0), after, Counted::Produce);
         let trainer = f.trainer(bus.clone(), &prometheus::Registry::new());
         let task = tokio::spawn(trainer.run(CancellationToken::new()));
         tokio::time::timeout(WAIT, bus.tripped.notified())
