@@ -14,7 +14,7 @@ pub struct TrainerConfig {
     pub group: String,
     /// Only these tenants; empty (the default): every tenant.
     pub tenants: Vec<String>,
-    /// Batches the loader reads and decodes at once.
+    /// Windows of batches the loader reads and decodes at once.
     pub workers: usize,
     /// Batches ready ahead of the training loop.
     pub prefetch: usize,

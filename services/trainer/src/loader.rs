@@ -122,7 +122,7 @@ impl Batch {
 /// The loader's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoaderConfig {
-    /// Batches read and decoded at once.
+    /// Windows of batches read and decoded at once.
     pub workers: usize,
     /// Batches ready ahead of the training loop.
     pub prefetch: usize,
