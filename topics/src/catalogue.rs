@@ -156,11 +156,11 @@ impl TopicKind {
                     "samples as collectors publish them",
                 ),
                 TopicKind::SamplesRejected => (
-                    "dataset (if known)",
+                    "dataset (if known); pipeline (a training set)",
                     1,
                     Some(30),
                     "RejectedSample",
-                    "ingest",
+                    "ingest; trainers (training sets they cannot train on)",
                     "operators",
                     "dead letters: the original bytes and the reason they were refused (at least once)",
                 ),
