@@ -52,33 +52,58 @@ impl Cache {
 
     /// The input, if cached (it becomes the most recently used).
     pub fn get(&self, key: &CacheKey) -> Option<Arc<[f32]>> {
+        self.get_many(std::slice::from_ref(key)).pop().flatten()
+    }
+
+    /// The inputs of `keys`, in order, those cached (one lock for all).
+    pub fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Arc<[f32]>>> {
         let mut inner = self.inner.lock().expect("cache lock");
         let inner = &mut *inner;
-        inner.clock += 1;
-        let now = inner.clock;
-        let (values, used) = inner.entries.get_mut(key)?;
-        inner.by_use.remove(used);
-        *used = now;
-        inner.by_use.insert(now, *key);
-        Some(values.clone())
+        if inner.entries.is_empty() {
+            return vec![None; keys.len()];
+        }
+        keys.iter()
+            .map(|key| {
+                inner.clock += 1;
+                let now = inner.clock;
+                let (values, used) = inner.entries.get_mut(key)?;
+                inner.by_use.remove(used);
+                *used = now;
+                inner.by_use.insert(now, *key);
+                Some(values.clone())
+            })
+            .collect()
     }
 
     /// Caches an input, evicting the least recently used ones to make room. An input
     /// larger than the whole cache is not cached.
     pub fn put(&self, key: CacheKey, values: Arc<[f32]>) {
-        let size = cost(&values);
-        if size > self.capacity {
+        self.put_many(vec![(key, values)]);
+    }
+
+    /// Caches inputs, in order (one lock for all).
+    pub fn put_many(&self, entries: Vec<(CacheKey, Arc<[f32]>)>) {
+        if self.capacity == 0 || entries.is_empty() {
             return;
         }
         let mut inner = self.inner.lock().expect("cache lock");
-        let inner = &mut *inner;
+        for (key, values) in entries {
+            Self::put_locked(&mut inner, self.capacity, key, values);
+        }
+    }
+
+    fn put_locked(inner: &mut Inner, capacity: u64, key: CacheKey, values: Arc<[f32]>) {
+        let size = cost(&values);
+        if size > capacity {
+            return;
+        }
         inner.clock += 1;
         let now = inner.clock;
         if let Some((old, used)) = inner.entries.remove(&key) {
             inner.by_use.remove(&used);
             inner.bytes -= cost(&old);
         }
-        while inner.bytes + size > self.capacity {
+        while inner.bytes + size > capacity {
             let Some((_, oldest)) = inner.by_use.pop_first() else {
                 break;
             };

@@ -317,19 +317,23 @@ impl Loader {
         let mut bad: Vec<Option<String>> = vec![None; n];
         // what is not cached, by object: (item index, range)
         let mut wanted: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, item) in items.iter().enumerate() {
+        let keys: Vec<CacheKey> = items.iter().map(|it| self.cache_key(it)).collect();
+        let cached = self.cache.get_many(&keys);
+        let mut hits = 0;
+        for (i, (item, found)) in items.iter().zip(cached).enumerate() {
             if let Err(reason) = &item.class {
                 bad[i] = Some(reason.to_string());
                 continue;
             }
-            match self.cache.get(&self.cache_key(item)) {
+            match found {
                 Some(values) => {
                     inputs[i] = Some(values);
-                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    hits += 1;
                 }
                 None => wanted.entry(item.uri).or_default().push(i),
             }
         }
+        self.stats.hits.fetch_add(hits, Ordering::Relaxed);
 
         // read: one request per object
         let mut stored: Vec<Option<Bytes>> = vec![None; n];
@@ -455,17 +459,21 @@ impl Loader {
         })
         .await
         .expect("decoding does not panic");
+        self.stats
+            .misses
+            .fetch_add(decoded.len() as u64, Ordering::Relaxed);
+        let mut fresh = Vec::with_capacity(decoded.len());
         for (i, result) in decoded {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(values) => {
                     let values: Arc<[f32]> = values.into();
-                    self.cache.put(self.cache_key(&items[i]), values.clone());
+                    fresh.push((self.cache_key(&items[i]), values.clone()));
                     inputs[i] = Some(values);
                 }
                 Err(reason) => bad[i] = Some(reason),
             }
         }
+        self.cache.put_many(fresh);
 
         let mut batch = Batch {
             inputs: Vec::with_capacity(n * self.shape.len()),
