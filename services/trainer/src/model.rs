@@ -125,11 +125,6 @@ impl Net {
         &self.vs
     }
 
-    /// Its weights, to optimise.
-    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
-        &mut self.vs
-    }
-
     /// Its weights as safetensors bytes.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, TrainerError> {
         let dir = tempfile::tempdir().map_err(|e| TrainerError::io("a temporary directory", e))?;

@@ -31,15 +31,15 @@ pub struct Plan {
     pub after: Arc<[Item]>,
 }
 
+/// The seed of the hash that holds keys out.
+const HOLDOUT_SEED: u64 = 0x5eed_f1e1_d0a7_a5e7;
+
 /// Whether a key is held out: a fixed share of keys, chosen by a hash of the key.
 pub fn held_out(key: u64, share: f64) -> bool {
     if share <= 0.0 {
         return false;
     }
-    let mut x = key ^ 0x5eed_f1e1_d0a7_a5e7;
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
+    let x = flywheel_core::selection::mix(HOLDOUT_SEED, key);
     (x >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - share
 }
 
@@ -149,19 +149,24 @@ impl Plan {
         let mut uri_index: HashMap<String, u32> = (self.uris.iter().enumerate())
             .map(|(i, u)| (u.clone(), i as u32))
             .collect();
+        let later = || changesets.iter().filter(|c| c.id > record.head_changeset);
+        // only a later edit (relabel, removal, revert) can make a row's label or presence
+        // differ from what it arrived with; without one, each row need not be looked up
+        let edited = later().any(|c| !matches!(c.kind, ChangesetKind::Add | ChangesetKind::Query));
         let mut after = Vec::new();
-        for c in changesets
-            .iter()
-            .filter(|c| c.id > record.head_changeset && c.kind == ChangesetKind::Add)
-        {
+        'changesets: for c in later().filter(|c| c.kind == ChangesetKind::Add) {
             for row in store.rows_by_changeset(&record.dataset, c.id).await? {
                 if after.len() as u64 >= limit {
-                    break;
+                    break 'changesets;
                 }
                 // its current label: a later relabel counts
-                let label = match store.row(&record.dataset, row.key).await? {
-                    Some(now) if now.changeset == row.changeset => now.label,
-                    Some(_) | None => continue, // removed or replaced since
+                let label = if edited {
+                    match store.row(&record.dataset, row.key).await? {
+                        Some(now) if now.changeset == row.changeset => now.label,
+                        Some(_) | None => continue, // removed or replaced since
+                    }
+                } else {
+                    row.label.clone()
                 };
                 let (uri, range) = match &row.location {
                     SampleLocation::Segment {
