@@ -95,8 +95,40 @@ pub fn write_body(out: &mut Vec<u8>, features: &[f64], content: BodyContent<'_>)
     len
 }
 
-/// Reads a stored sample.
-pub fn read_body(bytes: &[u8]) -> Result<Body<'_>, BodyError> {
+/// The features of a stored sample, as stored: read without copying them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFeatures<'a>(&'a [u8]);
+
+impl<'a> RawFeatures<'a> {
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Their values, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = f64> + 'a {
+        self.0
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8 bytes")))
+    }
+}
+
+/// A stored sample, borrowed from the bytes it was read from, its features not decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyView<'a> {
+    /// Numeric features.
+    pub features: RawFeatures<'a>,
+    /// Payload, blob reference or nothing.
+    pub content: BodyContent<'a>,
+}
+
+/// Reads a stored sample without copying its features (a hot path's [`read_body`]).
+pub fn read_body_view(bytes: &[u8]) -> Result<BodyView<'_>, BodyError> {
     let truncated = |needed| BodyError::Truncated {
         len: bytes.len(),
         needed,
@@ -111,10 +143,6 @@ pub fn read_body(bytes: &[u8]) -> Result<Body<'_>, BodyError> {
         .and_then(|b| b.checked_add(HEADER))
         .ok_or(truncated(usize::MAX))?;
     let raw = bytes.get(HEADER..end).ok_or(truncated(end))?;
-    let features = raw
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect();
     let rest = &bytes[end..];
     let content = match header[1] {
         0 => BodyContent::None,
@@ -122,7 +150,19 @@ pub fn read_body(bytes: &[u8]) -> Result<Body<'_>, BodyError> {
         2 => BodyContent::Blob(std::str::from_utf8(rest).map_err(|_| BodyError::BlobUri)?),
         tag => return Err(BodyError::Content(tag)),
     };
-    Ok(Body { features, content })
+    Ok(BodyView {
+        features: RawFeatures(raw),
+        content,
+    })
+}
+
+/// Reads a stored sample.
+pub fn read_body(bytes: &[u8]) -> Result<Body<'_>, BodyError> {
+    let view = read_body_view(bytes)?;
+    Ok(Body {
+        features: view.features.iter().collect(),
+        content: view.content,
+    })
 }
 
 #[cfg(test)]
@@ -150,6 +190,9 @@ mod tests {
             prop_assert_eq!(len, body_len(&features, content));
             prop_assert_eq!(segment.len(), prefix.len() + len);
             let body = read_body(&segment[prefix.len()..]).unwrap();
+            let view = read_body_view(&segment[prefix.len()..]).unwrap();
+            prop_assert_eq!(view.content, content);
+            prop_assert_eq!(view.features.len(), features.len());
             prop_assert_eq!(body.content, content);
             let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&body.features), bits(&features));

@@ -17,7 +17,10 @@ mod timestamp;
 pub mod varint;
 
 pub use apache_avro::Schema;
-pub use body::{BODY_VERSION, Body, BodyContent, BodyError, body_len, read_body, write_body};
+pub use body::{
+    BODY_VERSION, Body, BodyContent, BodyError, BodyView, RawFeatures, body_len, read_body,
+    read_body_view, write_body,
+};
 pub use codec::{MARKER, SchemaError, decode, encode, peek_fingerprint};
 pub use events::{
     Changeset, ChangesetKind, Event, ModelRelease, PipelineAction, PipelineSpec, RejectedSample,

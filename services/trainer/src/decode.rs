@@ -5,7 +5,7 @@
 //! its training set or is skipped is the pipeline's `on_bad_sample`.
 
 pub use flywheel_core::card::Shape;
-use flywheel_schemas::{BodyContent, read_body};
+use flywheel_schemas::{BodyContent, read_body_view};
 
 /// Why a sample cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,23 +39,37 @@ pub enum Stored<'a> {
 
 /// Decodes a sample into `shape.len()` values; the reason if it cannot.
 pub fn decode(shape: Shape, stored: Stored<'_>) -> Result<Vec<f32>, String> {
+    let mut out = vec![0f32; shape.len()];
+    decode_into(shape, stored, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a sample into `out` (`shape.len()` values, the loader's batch buffer): no
+/// allocation for a feature vector. The reason if it cannot; `out` is then unspecified.
+pub fn decode_into(shape: Shape, stored: Stored<'_>, out: &mut [f32]) -> Result<(), String> {
+    debug_assert_eq!(out.len(), shape.len());
     match shape {
         Shape::Features { width } => {
             let Stored::Body { body, .. } = stored else {
                 return Err("it has no features (it is a blob of its own)".into());
             };
-            let body = read_body(body).map_err(|e| format!("its stored form: {e}"))?;
+            let body = read_body_view(body).map_err(|e| format!("its stored form: {e}"))?;
             if body.features.len() != width as usize {
                 return Err(format!(
                     "it has {} features, the model takes {width}",
                     body.features.len()
                 ));
             }
-            if let Some(i) = body.features.iter().position(|v| !v.is_finite()) {
-                return Err(format!("feature {i} is not a finite number"));
+            for (i, (o, v)) in out.iter_mut().zip(body.features.iter()).enumerate() {
+                if !v.is_finite() {
+                    return Err(format!("feature {i} is not a finite number"));
+                }
+                #[allow(clippy::cast_possible_truncation)]
+                {
+                    *o = v as f32;
+                }
             }
-            #[allow(clippy::cast_possible_truncation)]
-            Ok(body.features.iter().map(|&v| v as f32).collect())
+            Ok(())
         }
         Shape::Image {
             width,
@@ -65,7 +79,8 @@ pub fn decode(shape: Shape, stored: Stored<'_>) -> Result<Vec<f32>, String> {
             let bytes = match stored {
                 Stored::Object(bytes) => bytes,
                 Stored::Body { body, blob } => {
-                    let parsed = read_body(body).map_err(|e| format!("its stored form: {e}"))?;
+                    let parsed =
+                        read_body_view(body).map_err(|e| format!("its stored form: {e}"))?;
                     match (parsed.content, blob) {
                         (BodyContent::Payload(p), _) => p,
                         (BodyContent::Blob(_), Some(b)) => b,
@@ -78,14 +93,14 @@ pub fn decode(shape: Shape, stored: Stored<'_>) -> Result<Vec<f32>, String> {
                     }
                 }
             };
-            decode_image(bytes, width, height, channels)
+            decode_image_into(bytes, width, height, channels, out)
         }
     }
 }
 
 /// The features a stored form holds, if it is one (to learn a feature width).
 pub fn feature_count(body: &[u8]) -> Option<u32> {
-    read_body(body)
+    read_body_view(body)
         .ok()
         .and_then(|b| u32::try_from(b.features.len()).ok())
 }
@@ -97,6 +112,18 @@ pub fn decode_image(
     height: u32,
     channels: u32,
 ) -> Result<Vec<f32>, String> {
+    let mut out = vec![0f32; (width * height * channels) as usize];
+    decode_image_into(bytes, width, height, channels, &mut out)?;
+    Ok(out)
+}
+
+fn decode_image_into(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    channels: u32,
+    out: &mut [f32],
+) -> Result<(), String> {
     let format = image::guess_format(bytes)
         .map_err(|_| "its payload is not an image (neither PNG nor JPEG)".to_owned())?;
     if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
@@ -112,7 +139,6 @@ pub fn decode_image(
         ));
     }
     let plane = (width * height) as usize;
-    let mut out = vec![0f32; plane * channels as usize];
     if channels == 1 {
         for (o, p) in out.iter_mut().zip(img.to_luma8().as_raw()) {
             *o = f32::from(*p) / 255.0;
@@ -124,7 +150,7 @@ pub fn decode_image(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
