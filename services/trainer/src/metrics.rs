@@ -1,7 +1,7 @@
 //! Prometheus metrics of the trainer, registered in the process's registry.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     core::Collector,
 };
 
@@ -34,6 +34,10 @@ pub struct TrainerMetrics {
     pub progress: IntGaugeVec,
     /// `flywheel_trainer_errors_total{tenant,stage}`: failures; the set is tried again.
     pub errors: IntCounterVec,
+    /// `flywheel_trainer_model_accuracy{tenant,pipeline,on}`: the accuracy of the last model
+    /// this trainer released for the pipeline, `on` its held-out samples (`held_out`) or on
+    /// the samples that arrived after its training set (`after`).
+    pub model_accuracy: GaugeVec,
 }
 
 impl TrainerMetrics {
@@ -115,6 +119,17 @@ impl TrainerMetrics {
                 "flywheel_trainer_errors_total",
                 "Trainer failures, by stage; the training set is tried again.",
                 &["tenant", "stage"],
+            ),
+            model_accuracy: register(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "flywheel_trainer_model_accuracy",
+                        "Accuracy (0 to 1) of the last model released for the pipeline, on its held-out samples (held_out) or on the samples after its training set (after).",
+                    ),
+                    &["tenant", "pipeline", "on"],
+                )
+                .expect("valid metric"),
             ),
         }
     }

@@ -268,6 +268,8 @@ impl Trainer {
         Ok(Handled::Released)
     }
 
+    /// Publishes a model's release and sets the pipeline's accuracy gauges to its
+    /// evaluations.
     async fn publish(&self, tenant: &Tenant, record: &ModelRecord) -> Result<(), TrainerError> {
         let release = ModelRelease {
             tenant: tenant.as_str().to_owned(),
@@ -286,7 +288,31 @@ impl Trainer {
                 vec![Record::keyed(record.pipeline.as_bytes(), encode(&release))],
             )
             .await?;
+        self.observe_accuracy(tenant, record);
         Ok(())
+    }
+
+    /// Sets `flywheel_trainer_model_accuracy` of the record's pipeline. An evaluation
+    /// that had no samples (so no accuracy) removes its series rather than leave the
+    /// previous model's value under the new one.
+    fn observe_accuracy(&self, tenant: &Tenant, record: &ModelRecord) {
+        for (on, key) in [
+            ("held_out", "holdout_accuracy"),
+            ("after", "after_accuracy"),
+        ] {
+            let labels = [tenant.as_str(), record.pipeline.as_str(), on];
+            match record.metrics.get(key) {
+                Some(&accuracy) => self
+                    .metrics
+                    .model_accuracy
+                    .with_label_values(&labels)
+                    .set(accuracy),
+                None => {
+                    // an error only says that there was no series to remove
+                    let _ = self.metrics.model_accuracy.remove_label_values(&labels);
+                }
+            }
+        }
     }
 
     async fn dead_letter(
