@@ -5,7 +5,9 @@
 # throwaway PostgreSQL cluster (scripts/install-postgres.sh, scripts/with-postgres.sh),
 # /metrics checked by promtool (installed from Debian's packages), and training-set shards
 # read by Python's webdataset package (in a cached virtual environment), and the trainer
-# built and run against libtorch (scripts/install-libtorch.sh, scripts/with-libtorch.sh).
+# built and run against libtorch (scripts/install-libtorch.sh, scripts/with-libtorch.sh), and
+# the deployment files of deploy/ checked (scripts/check-deploy.sh: docker-compose from
+# Debian's packages, kubernetes-validate and hadolint from PyPI, promtool).
 # Nothing else needs to be installed by hand.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,6 +32,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "deploy files"
+scripts/check-deploy.sh
 
 step "tests (the Kafka backend's against tansu, the sources' against PostgreSQL)"
 export FLYWHEEL_REQUIRE_KAFKA=1 FLYWHEEL_REQUIRE_PROMTOOL=1 FLYWHEEL_REQUIRE_POSTGRES=1
