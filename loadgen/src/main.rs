@@ -1,6 +1,7 @@
-//! `loadgen`: synthetic collectors for flywheel and the benchmark harness. Every benchmark
-//! measures a baseline in the same run and prints the ratio to it, so figures from
-//! different machines can be compared by their ratios.
+//! `loadgen`: synthetic collectors for flywheel (`loadgen stream`) and the benchmark
+//! harness (`loadgen bench`). Every benchmark measures a baseline in the same run and
+//! prints the ratio to it, so figures from different machines can be compared by their
+//! ratios.
 
 mod bench_bus;
 mod bench_ingest;
@@ -10,6 +11,7 @@ mod bench_release;
 mod bench_select;
 mod bench_train;
 mod bench_trigger;
+mod stream_cmd;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Publish a synthetic, drifting stream of samples (a sensor, a clickstream, small
+    /// images) to Kafka or through the gateway, at a given rate.
+    Stream(stream_cmd::StreamArgs),
     /// Benchmarks, each printed with the ratio to a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Stream(args) => rt.block_on(stream_cmd::run(&args)),
         Command::Bench {
             bench: Bench::Bus(args),
         } => rt.block_on(bench_bus::run(&args)),

@@ -8,26 +8,36 @@ use std::sync::OnceLock;
 /// The `flywheel` binary of this workspace, built (or found up to date) once per test run.
 pub fn flywheel_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // the test executable lives in target/<profile>/deps/
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target/<profile>")
-            .to_owned();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "flywheel", "--bin", "flywheel"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building the flywheel binary failed");
-        profile_dir.join("flywheel")
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("flywheel", "flywheel"))
+        .clone()
+}
+
+/// The `loadgen` binary of this workspace, built (or found up to date) once per test run.
+pub fn loadgen_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("loadgen", "loadgen"))
+        .clone()
+}
+
+/// Builds `package`'s binary `bin` in the test's own profile; its path.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    // the test executable lives in target/<profile>/deps/
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_owned();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building the {bin} binary failed");
+    profile_dir.join(bin)
 }
 
 /// A `flywheel` command in a fresh data directory, with the environment cleared of
