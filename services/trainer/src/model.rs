@@ -110,6 +110,41 @@ impl Net {
         Ok(Self { vs, seq, card })
     }
 
+    /// A stored model (its card and safetensors weights), on the CPU, to predict with; a
+    /// clear error naming `what` if the weights are not the card's model.
+    pub fn stored(card: Card, weights: &[u8], what: &str) -> Result<Self, TrainerError> {
+        let mut net = Self::new(card, Device::Cpu, 0)?;
+        net.load_safetensors(weights, what)?;
+        Ok(net)
+    }
+
+    /// The class (an index into the card's labels) it predicts for each input of
+    /// `inputs`, `n` inputs of the card's input length one after another.
+    ///
+    /// # Panics
+    /// If `inputs` is not a whole number of inputs.
+    pub fn predict(&self, inputs: &[f32]) -> Vec<usize> {
+        let width = self.card.input.len();
+        assert!(
+            width > 0 && inputs.len().is_multiple_of(width),
+            "{} values are not inputs of {width}",
+            inputs.len()
+        );
+        if inputs.is_empty() {
+            return Vec::new();
+        }
+        let xs = Tensor::from_slice(inputs)
+            .view([-1, width as i64])
+            .to_device(self.vs.device());
+        let classes = tch::no_grad(|| self.forward(&xs).argmax(-1, false));
+        let classes: Vec<i64> =
+            Vec::try_from(classes.to_device(Device::Cpu)).expect("argmax gives integers");
+        classes
+            .into_iter()
+            .map(|c| usize::try_from(c).expect("a class index"))
+            .collect()
+    }
+
     /// Its card.
     pub fn card(&self) -> &Card {
         &self.card
@@ -200,6 +235,15 @@ mod tests {
                 other.forward(&xs).allclose(&out, 1e-6, 1e-6, false),
                 "{kind:?}"
             );
+            // a stored model predicts the argmax of its logits
+            let stored = Net::stored(card(kind, shape), &bytes, "the model").unwrap();
+            let inputs: Vec<f32> = Vec::try_from(xs.flatten(0, -1)).unwrap();
+            let want: Vec<i64> = Vec::try_from(out.argmax(-1, false)).unwrap();
+            let got: Vec<i64> = (stored.predict(&inputs).into_iter())
+                .map(|c| c as i64)
+                .collect();
+            assert_eq!(got, want, "{kind:?}");
+            assert!(stored.predict(&[]).is_empty());
 
             // a model of another shape does not load them
             let mut wider = Net::new(card(kind, Shape::Features { width: 9 }), Device::Cpu, 1);
