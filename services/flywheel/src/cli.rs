@@ -89,14 +89,16 @@ pub(crate) enum Command {
     },
     /// Print the topic catalogue, or create a tenant's topics on the bus.
     Topics(TopicsArgs),
-    /// Run the end-to-end demo on the embedded default, in one process: synthetic
-    /// sensor samples (and a few malformed messages) are published, ingest stores them as
-    /// keyed rows, payload segments and changesets, bad ones go to the dead-letter topic,
-    /// a late label arrives as a relabel; a pipeline on the samples (a trigger every
-    /// quarter of them) is run by the supervisor, which emits a training set per trigger,
-    /// and by the trainer, which trains an MLP on each and releases it; every sample is
-    /// checked to be stored exactly once, every trigger emitted once, every training set
-    /// released once.
+    /// Run the end-to-end demo on the embedded default, in one process: a drifting sensor
+    /// stream (and a few malformed messages) is published at a steady rate; ingest stores
+    /// it as keyed rows, payload segments and changesets, bad input goes to the dead-letter
+    /// topic; a pipeline (retrain when the features drift, on the newest samples, an MLP
+    /// fine-tuned from the model before) is run by the supervisor and the trainer while
+    /// the stream goes on; every model is scored on the samples it was live for against
+    /// the one before; the report (JSON, a table of the models, a PNG plot of accuracy over
+    /// event time) goes to --out. Checks that every sample is stored exactly once, every
+    /// trigger emitted once, every training set released once. With --experiment, five
+    /// selection policies are compared on the same stream.
     Demo(DemoArgs),
     /// Publish samples (JSON lines, or an Avro object container file) from a file or
     /// stdin through the gateway; a sample is acknowledged once it is on the bus.
@@ -453,12 +455,32 @@ pub(crate) struct TopicsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Samples to publish.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    /// Samples to publish: a drifting sensor (see `loadgen stream sensor`).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub(crate) samples: u64,
     /// Samples per produce batch.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub(crate) batch: u64,
+    /// Samples published per second (0: as fast as the bus takes them).
+    #[arg(long, default_value_t = 2_000.0)]
+    pub(crate) rate: f64,
+    /// The stream's seed: the same seed, the same samples.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Gradual drift: how far the sensor's concept turns every 1,000 samples, in degrees.
+    #[arg(long, default_value_t = 8.0)]
+    pub(crate) drift_degrees: f64,
+    /// Sudden drift: the concept jumps every this many samples (0: never).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) sudden_every: u64,
+    /// Where the report goes: report.json, models.md, accuracy.png.
+    #[arg(long, default_value = "flywheel-demo")]
+    pub(crate) out: std::path::PathBuf,
+    /// Run the experiment instead of the demo's one pipeline: five pipelines on the same
+    /// stream (retrain on all data; new data; freshness; a reservoir; new data with
+    /// loss-based downsampling) and a model never retrained, compared.
+    #[arg(long)]
+    pub(crate) experiment: bool,
     /// Hide the progress bars.
     #[arg(long)]
     pub(crate) quiet: bool,
