@@ -52,16 +52,28 @@ pub struct Common {
 }
 
 impl Common {
-    fn sample(&self, rng: &mut ChaCha8Rng, index: u64, features: Vec<f64>, truth: &str) -> Sample {
+    /// Sample `index` of the stream, labelled `truth` (published with the label or, for
+    /// the share that is not `labelled`, without).
+    fn generated(
+        &self,
+        rng: &mut ChaCha8Rng,
+        index: u64,
+        features: Vec<f64>,
+        truth: &str,
+    ) -> Generated {
         let labelled = self.labelled >= 1.0 || rng.random::<f64>() < self.labelled;
-        Sample {
-            dataset: self.dataset.clone(),
-            features,
-            payload: None,
-            blob: None,
-            label: labelled.then(|| truth.to_owned()),
-            event_time: self.start_micros + index as i64 * self.interval_micros,
-            producer: Some(self.producer.clone()),
+        Generated {
+            sample: Sample {
+                dataset: self.dataset.clone(),
+                features,
+                payload: None,
+                blob: None,
+                label: labelled.then(|| truth.to_owned()),
+                event_time: self.start_micros + index as i64 * self.interval_micros,
+                producer: Some(self.producer.clone()),
+            },
+            truth: truth.to_owned(),
+            index,
         }
     }
 }
@@ -184,12 +196,7 @@ impl Iterator for Sensor {
             })
             .collect();
         let truth = if class { "1" } else { "0" };
-        let sample = self.common.sample(&mut self.rng, index, features, truth);
-        Some(Generated {
-            sample,
-            truth: truth.to_owned(),
-            index,
-        })
+        Some(self.common.generated(&mut self.rng, index, features, truth))
     }
 }
 
@@ -259,12 +266,7 @@ impl Iterator for Clicks {
         features[SEGMENTS + CATEGORIES + 2] = position / 10.0;
         features[SEGMENTS + CATEGORIES + 3] = activity;
         let truth = if click { "click" } else { "skip" };
-        let sample = self.common.sample(&mut self.rng, index, features, truth);
-        Some(Generated {
-            sample,
-            truth: truth.to_owned(),
-            index,
-        })
+        Some(self.common.generated(&mut self.rng, index, features, truth))
     }
 }
 
@@ -325,13 +327,11 @@ impl Iterator for Images {
         img.write_to(&mut png, image::ImageFormat::Png)
             .expect("a PNG encodes into memory");
         let truth = if vertical { "v" } else { "h" };
-        let mut sample = self.common.sample(&mut self.rng, index, Vec::new(), truth);
-        sample.payload = Some(png.into_inner());
-        Some(Generated {
-            sample,
-            truth: truth.to_owned(),
-            index,
-        })
+        let mut generated = self
+            .common
+            .generated(&mut self.rng, index, Vec::new(), truth);
+        generated.sample.payload = Some(png.into_inner());
+        Some(generated)
     }
 }
 

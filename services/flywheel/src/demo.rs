@@ -257,22 +257,7 @@ async fn serve_metrics(
 
 /// The live status line: what the services have done so far, from their metrics.
 fn status(registry: &prometheus::Registry, published: u64, first: &str) -> String {
-    let sum = |family: &str, label: Option<(&str, &str)>| -> f64 {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == family)
-            .flat_map(|f| f.get_metric())
-            .filter(|m| {
-                label.is_none_or(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == k && l.value() == v)
-                })
-            })
-            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-            .sum()
-    };
+    let sum = |family: &str, label| summed(registry, family, label);
     let accuracy = registry
         .gather()
         .iter()
@@ -1141,17 +1126,25 @@ fn mean_latency(registry: &prometheus::Registry) -> f64 {
 
 /// The sum of a counter family's series whose label `name` is `value`.
 fn counted(registry: &prometheus::Registry, family: &str, name: &str, value: &str) -> u64 {
+    summed(registry, family, Some((name, value))) as u64
+}
+
+/// The sum of a counter or gauge family's series (those with the label `(name, value)`
+/// if one is given).
+fn summed(registry: &prometheus::Registry, family: &str, label: Option<(&str, &str)>) -> f64 {
     registry
         .gather()
         .iter()
         .filter(|f| f.name() == family)
         .flat_map(|f| f.get_metric())
         .filter(|m| {
-            m.get_label()
-                .iter()
-                .any(|l| l.name() == name && l.value() == value)
+            label.is_none_or(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == k && l.value() == v)
+            })
         })
-        .map(|m| m.get_counter().get_value() as u64)
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
         .sum()
 }
 
