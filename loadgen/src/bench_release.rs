@@ -1,7 +1,7 @@
 //! `loadgen bench release`: the time from a `TrainingSet` event to its `ModelRelease`, for
-//! the demo's pipeline (an MLP with 32 hidden units over three features, 5 epochs,
-//! batches of 128, each model fine-tuned from the one before), on the embedded default
-//! (embedded bus, SQLite, local files).
+//! a pipeline like the demo's (an MLP with 32 hidden units, here over three features, 5
+//! epochs, batches of 128, each model fine-tuned from the one before), on the embedded
+//! default (embedded bus, SQLite, local files).
 //!
 //! A dataset grows by `--every` samples per round; each round a training set of the new
 //! samples is prepared, its event published, and the trainer (running all along) trains,
@@ -35,7 +35,7 @@ pub(crate) struct ReleaseArgs {
     /// Rounds (training sets).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// New samples per round (the demo's: a quarter of 20,000).
+    /// New samples per round.
     #[arg(long, default_value_t = 5_000)]
     every: usize,
     /// Where the work directory goes.
@@ -106,7 +106,7 @@ pub(crate) async fn run(args: &ReleaseArgs) -> anyhow::Result<()> {
     let mut rounds = Vec::new();
     let mut next = 0u64;
     for round in 1..=args.rounds {
-        // the round's samples: the demo's sensor readings, in one changeset
+        // the round's samples: synthetic sensor readings, in one changeset
         let id = round as i64;
         let uri = format!("{tenant}/sensors/segments/c{id}.seg");
         let (mut segment, mut rows) = (Vec::new(), Vec::new());

@@ -18,7 +18,8 @@ pub struct Net {
     card: Card,
 }
 
-/// The device: CUDA where present, the CPU otherwise.
+/// The device: a CUDA GPU where there is one and the build has the `cuda` feature (which
+/// links libtorch's CUDA library), the CPU otherwise.
 pub fn device() -> Device {
     Device::cuda_if_available()
 }
@@ -199,6 +200,20 @@ mod tests {
             labels: Vec::new(),
         };
         Card::new(&model, input, vec!["a".into(), "b".into(), "c".into()])
+    }
+
+    /// With the `cuda` feature, libtorch's CUDA library is loaded (where libtorch has one),
+    /// so `device()` can find a GPU; a CPU-only machine still trains on the CPU.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn the_cuda_feature_loads_libtorchs_cuda_library() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(
+            maps.contains("libtorch_cuda"),
+            "libtorch_cuda is not loaded"
+        );
+        let d = device();
+        assert_eq!(d.is_cuda(), tch::Cuda::is_available());
     }
 
     #[test]
