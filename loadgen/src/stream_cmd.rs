@@ -1,7 +1,9 @@
 //! `loadgen stream sensor|clicks|images`: a synthetic collector. Publishes a drifting
 //! stream ([`loadgen::streams`]) to a tenant's samples topic on Kafka (`--to
 //! kafka://HOST:PORT`, Avro) or through the gateway (`--to http://HOST:PORT`, JSON
-//! lines), at a given rate, with a progress bar.
+//! lines), at a given rate, with a progress bar. Labels can be partial (`--labelled`) and,
+//! through the gateway, late (`--label-delay`: sent as relabel changesets of the keys the
+//! gateway answered with).
 
 use std::time::{Duration, Instant};
 
@@ -59,9 +61,14 @@ pub(crate) struct StreamArgs {
     /// Sudden drift: the concept jumps every this many samples (0: never).
     #[arg(long, default_value_t = 0)]
     sudden_every: u64,
-    /// The share of samples published with their label, in [0, 1].
+    /// The share of samples that get a label, in [0, 1] (the rest never do).
     #[arg(long, default_value_t = 1.0)]
     labelled: f64,
+    /// Labels arrive this many samples late: the samples are published without them, and
+    /// the labels follow as relabel changesets once the stream is that much further on
+    /// (those still due when it ends, at its end). Needs the gateway (--to http(s)://).
+    #[arg(long, default_value_t = 0)]
+    label_delay: u64,
     /// Sensor: readings per sample.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(2..=4096))]
     features: u64,
@@ -86,6 +93,9 @@ struct Summary {
     to: String,
     published: u64,
     labelled: u64,
+    /// Labels sent late, as relabel changesets, and how many changesets.
+    late_labels: u64,
+    relabel_changesets: u64,
     seconds: f64,
     per_second: f64,
 }
@@ -141,7 +151,8 @@ enum Target {
     },
     Gateway {
         client: reqwest::Client,
-        url: String,
+        /// `http(s)://HOST:PORT/api/v1`.
+        api: String,
         token: Option<String>,
     },
 }
@@ -165,7 +176,7 @@ impl Target {
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(60))
                     .build()?,
-                url: format!("{}/api/v1/samples", args.to.trim_end_matches('/')),
+                api: format!("{}/api/v1", args.to.trim_end_matches('/')),
                 token: args.token.clone(),
             }),
             _ => bail!(
@@ -176,7 +187,9 @@ impl Target {
         }
     }
 
-    async fn send(&self, batch: &[Generated]) -> anyhow::Result<()> {
+    /// Publishes a batch; the samples' keys, in order, where the target tells them (the
+    /// gateway does).
+    async fn send(&self, batch: &[Generated]) -> anyhow::Result<Vec<u64>> {
         match self {
             Self::Bus { bus, topic } => {
                 let records = batch
@@ -186,8 +199,10 @@ impl Target {
                 bus.produce(topic, records)
                     .await
                     .with_context(|| format!("publishing to {topic}"))?;
+                Ok(Vec::new())
             }
-            Self::Gateway { client, url, token } => {
+            Self::Gateway { client, api, token } => {
+                let url = format!("{api}/samples");
                 let mut body = Vec::new();
                 for g in batch {
                     serde_json::to_writer(&mut body, &sample_to_json(&g.sample))?;
@@ -209,9 +224,58 @@ impl Target {
                     let text = answer.text().await.unwrap_or_default();
                     bail!("the gateway refused the samples ({status}): {text}");
                 }
+                let answer: serde_json::Value = answer
+                    .json()
+                    .await
+                    .with_context(|| format!("reading the answer of {url}"))?;
+                let keys: Vec<u64> = (answer["keys"].as_array().into_iter().flatten())
+                    .filter_map(serde_json::Value::as_u64)
+                    .collect();
+                if keys.len() != batch.len() {
+                    bail!(
+                        "the gateway answered {} keys for {} samples: {answer}",
+                        keys.len(),
+                        batch.len()
+                    );
+                }
+                Ok(keys)
             }
         }
-        Ok(())
+    }
+
+    /// Sends late labels (key, label) of `dataset` as one relabel changeset, through the
+    /// gateway. A sample ingest has not stored yet cannot be relabelled (nor one of a
+    /// dataset it has not created yet): tried again for up to a minute.
+    async fn relabel(&self, dataset: &str, labels: &[(u64, String)]) -> anyhow::Result<()> {
+        let Self::Gateway { client, api, token } = self else {
+            bail!("late labels need the gateway");
+        };
+        let url = format!("{api}/datasets/{dataset}/changesets");
+        let body = serde_json::json!({ "kind": "relabel", "labels": labels });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut request = client.post(url.as_str()).json(&body);
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            let answer = request
+                .send()
+                .await
+                .with_context(|| format!("posting to {url}"))?;
+            let status = answer.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let text = answer.text().await.unwrap_or_default();
+            // not stored yet (the samples, or the dataset their first one creates): ingest
+            // is behind
+            let behind = text.contains("is not in the dataset")
+                || (status == reqwest::StatusCode::NOT_FOUND && text.contains("not found"));
+            if !(behind && Instant::now() < deadline) {
+                bail!("the gateway refused the late labels ({status}): {text}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -220,14 +284,22 @@ pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         bail!("--rate must be a number of samples per second, 0 or more");
     }
     let mut samples = stream(args)?;
+    if args.label_delay > 0 && !args.to.starts_with("http") {
+        bail!(
+            "--label-delay needs the gateway (--to http(s)://HOST:PORT): a late label is an edit of the dataset, which the samples topic does not carry"
+        );
+    }
     let target = Target::open(args).await?;
     let bar = crate::progress(usize::try_from(args.count)?, "published", args.json);
     let started = Instant::now();
     let (mut published, mut labelled) = (0u64, 0u64);
+    let (mut late_labels, mut relabel_changesets) = (0u64, 0u64);
+    // labels still to send: (due once this many samples are published, key, label)
+    let mut pending: std::collections::VecDeque<(u64, u64, String)> = Default::default();
     let mut dataset = String::new();
     while published < args.count {
         let n = args.batch.min(args.count - published);
-        let batch: Vec<Generated> = samples.by_ref().take(n as usize).collect();
+        let mut batch: Vec<Generated> = samples.by_ref().take(n as usize).collect();
         if let Some(first) = batch.first() {
             dataset.clone_from(&first.sample.dataset);
         }
@@ -236,10 +308,44 @@ pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
             let due = Duration::from_secs_f64(published as f64 / args.rate);
             tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
         }
-        target.send(&batch).await?;
         labelled += batch.iter().filter(|g| g.sample.label.is_some()).count() as u64;
+        let late: Vec<Option<String>> = batch
+            .iter_mut()
+            .map(|g| {
+                (args.label_delay > 0)
+                    .then(|| g.sample.label.take())
+                    .flatten()
+            })
+            .collect();
+        let keys = target.send(&batch).await?;
+        for ((g, key), label) in batch.iter().zip(keys).zip(late) {
+            if let Some(label) = label {
+                pending.push_back((g.index + 1 + args.label_delay, key, label));
+            }
+        }
         published += batch.len() as u64;
         bar.set_position(published);
+        // the labels now due
+        let due: Vec<(u64, String)> = std::iter::from_fn(|| {
+            pending
+                .front()
+                .is_some_and(|p| p.0 <= published)
+                .then(|| pending.pop_front().map(|(_, k, l)| (k, l)))
+                .flatten()
+        })
+        .collect();
+        if !due.is_empty() {
+            target.relabel(&dataset, &due).await?;
+            late_labels += due.len() as u64;
+            relabel_changesets += 1;
+        }
+    }
+    // the stream has ended: the labels still due come now
+    if !pending.is_empty() {
+        let rest: Vec<(u64, String)> = pending.drain(..).map(|(_, k, l)| (k, l)).collect();
+        target.relabel(&dataset, &rest).await?;
+        late_labels += rest.len() as u64;
+        relabel_changesets += 1;
     }
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
@@ -249,6 +355,8 @@ pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         to: args.to.clone(),
         published,
         labelled,
+        late_labels,
+        relabel_changesets,
         seconds,
         per_second: published as f64 / seconds.max(1e-9),
     };
@@ -256,10 +364,12 @@ pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!(
-            "published {} {} samples ({} labelled) to {} in {:.1} s ({:.0}/s), dataset {}",
+            "published {} {} samples ({} labelled, {} of the labels late in {} relabel changesets) to {} in {:.1} s ({:.0}/s), dataset {}",
             summary.published,
             summary.stream,
             summary.labelled,
+            summary.late_labels,
+            summary.relabel_changesets,
             summary.to,
             summary.seconds,
             summary.per_second,

@@ -74,7 +74,7 @@ fn streams_reach_the_dataset_through_the_gateway_at_their_rate() {
 
 #[test]
 fn bad_arguments_and_unreachable_targets_are_refused_clearly() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--labelled", "2"], "--labelled must be in [0, 1]"),
         (&["--rate=-1"], "--rate must be"),
         (&["--dataset", "no spaces"], "--dataset"),
@@ -86,6 +86,10 @@ fn bad_arguments_and_unreachable_targets_are_refused_clearly() {
         (
             &["--to", "http://127.0.0.1:1", "--count", "5"],
             "posting to",
+        ),
+        (
+            &["--to", "kafka://127.0.0.1:1", "--label-delay", "5"],
+            "--label-delay needs the gateway",
         ),
     ];
     for (args, want) in cases {
@@ -141,4 +145,43 @@ fn a_stream_published_to_kafka_is_ingested() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"published\": 300"), "{stdout}");
     wait_for_samples(dir.path(), &server, &dataset, 300);
+}
+
+/// Late labels: the samples go without them, the labels follow as relabel changesets of
+/// the keys the gateway answered with, and in the end every sample has its label.
+#[test]
+fn late_labels_arrive_as_relabel_changesets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = up(dir.path());
+    let to = format!("http://{}", server.addr);
+    let (ok, stdout, stderr) = loadgen(&[
+        "stream",
+        "sensor",
+        "--to",
+        &to,
+        "--count",
+        "1000",
+        "--batch",
+        "250",
+        "--label-delay",
+        "300",
+        "--dataset",
+        "late",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["late_labels"], 1000, "{summary}");
+    // due after 500, 750 and 1000 samples, and the rest at the end
+    assert_eq!(summary["relabel_changesets"], 4, "{summary}");
+    wait_for_samples(dir.path(), &server, "late", 1000);
+    let changesets = cli_json(dir.path(), &server, &["changeset", "list", "late"]);
+    let relabels = (changesets.as_array().unwrap().iter())
+        .filter(|c| c["kind"] == "relabel")
+        .count();
+    assert_eq!(relabels, 4, "{changesets}");
+    let stats = cli_json(dir.path(), &server, &["dataset", "stats", "late"]);
+    let text = stats.to_string();
+    assert!(text.contains("\"0\"") && text.contains("\"1\""), "{text}");
+    assert!(!text.contains("null"), "every sample labelled: {text}");
 }

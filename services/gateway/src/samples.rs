@@ -2,7 +2,7 @@
 //! line, the form of DESIGN.md section 5) or an Avro object container file of `Sample`
 //! records; every sample is checked, and only a body that is valid throughout is published
 //! to the caller's samples topic, keyed by dataset. The answer comes once the bus has
-//! acknowledged every sample.
+//! acknowledged every sample, with the key ingest gives each (for later edits of them).
 
 use apache_avro::Reader;
 use axum::body::Bytes;
@@ -181,7 +181,16 @@ pub(crate) async fn post_samples(
     let n = records.len();
     let topic = TopicKind::Samples.topic(&caller.tenant);
     match state.backends.bus.produce(&topic, records).await {
-        Ok(_) => axum::Json(serde_json::json!({ "published": n, "topic": topic })).into_response(),
+        Ok(acks) => {
+            // the keys ingest gives the samples (their place on the topic), in body order:
+            // what a later edit of them (a late label, a removal) names them by
+            let keys: Vec<u64> = acks
+                .iter()
+                .filter_map(|a| flywheel_ingest::sample_key(a.partition, a.offset))
+                .collect();
+            axum::Json(serde_json::json!({ "published": n, "topic": topic, "keys": keys }))
+                .into_response()
+        }
         Err(e) => api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(

@@ -63,6 +63,12 @@ async fn samples_are_published_for_the_callers_tenant() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["published"], 3);
     assert_eq!(v["topic"], "flywheel.acme.samples");
+    // the samples' keys, in body order: consecutive places on one partition
+    let keys: Vec<u64> = (v["keys"].as_array().unwrap().iter())
+        .map(|k| k.as_u64().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 3, "{v}");
+    assert!(keys.windows(2).all(|w| w[1] == w[0] + 1), "{v}");
 
     // Avro object container file
     let sample = Sample {
