@@ -14,6 +14,9 @@ use flywheel_topics::{BusMetrics, Record, Tenant, TopicKind, connect};
 use loadgen::streams::{Clicks, Common, Drift, Generated, Images, Sensor};
 use serde::Serialize;
 
+/// Most late labels in one relabel changeset.
+const RELABEL_CHUNK: usize = 10_000;
+
 /// Which stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Kind {
@@ -243,10 +246,21 @@ impl Target {
         }
     }
 
-    /// Sends late labels (key, label) of `dataset` as one relabel changeset, through the
-    /// gateway. A sample ingest has not stored yet cannot be relabelled (nor one of a
-    /// dataset it has not created yet): tried again for up to a minute.
-    async fn relabel(&self, dataset: &str, labels: &[(u64, String)]) -> anyhow::Result<()> {
+    /// Sends late labels (key, label) of `dataset` as relabel changesets (of at most
+    /// [`RELABEL_CHUNK`] labels), through the gateway; how many. A sample ingest has not
+    /// stored yet cannot be relabelled (nor one of a dataset it has not created yet): tried
+    /// again for up to a minute.
+    async fn relabel(&self, dataset: &str, labels: &[(u64, String)]) -> anyhow::Result<u64> {
+        // well within the gateway's 2 MiB limit on a request's body
+        let mut changesets = 0;
+        for chunk in labels.chunks(RELABEL_CHUNK) {
+            self.relabel_chunk(dataset, chunk).await?;
+            changesets += 1;
+        }
+        Ok(changesets)
+    }
+
+    async fn relabel_chunk(&self, dataset: &str, labels: &[(u64, String)]) -> anyhow::Result<()> {
         let Self::Gateway { client, api, token } = self else {
             bail!("late labels need the gateway");
         };
@@ -320,7 +334,11 @@ pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         let keys = target.send(&batch).await?;
         for ((g, key), label) in batch.iter().zip(keys).zip(late) {
             if let Some(label) = label {
-                pending.push_back((g.index + 1 + args.label_delay, key, label));
+                pending.push_back((
+                    g.index.saturating_add(1).saturating_add(args.label_delay),
+                    key,
+                    label,
+                ));
             }
         }
         published += batch.len() as u64;
@@ -335,17 +353,15 @@ pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         })
         .collect();
         if !due.is_empty() {
-            target.relabel(&dataset, &due).await?;
+            relabel_changesets += target.relabel(&dataset, &due).await?;
             late_labels += due.len() as u64;
-            relabel_changesets += 1;
         }
     }
     // the stream has ended: the labels still due come now
     if !pending.is_empty() {
         let rest: Vec<(u64, String)> = pending.drain(..).map(|(_, k, l)| (k, l)).collect();
-        target.relabel(&dataset, &rest).await?;
+        relabel_changesets += target.relabel(&dataset, &rest).await?;
         late_labels += rest.len() as u64;
-        relabel_changesets += 1;
     }
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();

@@ -226,6 +226,11 @@ fn demo_ingests_a_drifting_stream_retrains_on_drift_and_reports() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["stored"], 3000);
     assert!(report["changesets"][0].as_i64().unwrap() > last + 1);
+    // the experiment compares pipelines on a stream of their own: not on this history
+    let (status, _, stderr) =
+        run_flywheel(dir.path(), &["demo", "--experiment", "--samples", "10"]);
+    assert!(!status.status.success());
+    assert!(stderr.contains("needs a dataset of its own"), "{stderr}");
 }
 
 #[test]

@@ -59,6 +59,8 @@ use pipelines::{DATASET, FEATURES, Plan};
 /// How long the demo waits for each stage (ingest, the supervisor, the trainer) to catch
 /// up once the stream has been published.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The experiment's row of the first model, never retrained.
+const NEVER_RETRAINED: &str = "never-retrained";
 /// The most samples in one of the demo's changesets.
 const CHANGESET_SAMPLES: usize = 500;
 /// Samples per point of the accuracy-over-time line.
@@ -318,6 +320,11 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         .await
         .context("opening tenant default")?;
     let head_before = store.dataset(DATASET).await?.map_or(0, |d| d.head);
+    if head_before > 0 && args.experiment {
+        bail!(
+            "the experiment needs a dataset of its own, and {DATASET} already has {head_before} changesets here (a new pipeline starts from a dataset's history): run it on a fresh data directory (--data-dir)"
+        );
+    }
     let topic = TopicKind::Samples.topic(&tenant);
     let run = format!("{:08x}", rand::random::<u32>());
     let stop = CancellationToken::new();
@@ -333,6 +340,11 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         stop.clone(),
     )
     .await?;
+    if head_before > 0 && !global.json {
+        println!(
+            "note: {DATASET} already holds {head_before} changesets of earlier runs; the pipeline starts from them (a fresh --data-dir starts clean)"
+        );
+    }
     if !global.json {
         println!(
             "flywheel demo: run {run}\n  bus     {}\n  meta    {}\n  blobs   {}\n  metrics {metrics_url}/metrics (while the demo runs)",
@@ -705,7 +717,7 @@ pub(crate) async fn run(global: &Global, args: &DemoArgs) -> anyhow::Result<()> 
         experiment,
         seconds: begun.elapsed().as_secs_f64(),
     };
-    write_files(&args.out, &report, &stream)?;
+    write_files(&args.out, &report)?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -821,7 +833,7 @@ fn experiment(
     if let Some((from, net, trained)) = first {
         let points = eval::over_time(&[from], stream, BUCKET, |_, s| eval::accuracy(&net, s));
         reports.push(PipelineReport {
-            name: "never-retrained".into(),
+            name: NEVER_RETRAINED.into(),
             selection: "never retrained (the first new-data model, kept)".into(),
             triggers: Vec::new(),
             models: Vec::new(),
@@ -860,7 +872,7 @@ fn experiment(
         .collect();
     let meets_target = rows
         .iter()
-        .filter(|r| !r.pipeline.ends_with("-all") && r.pipeline != "never-retrained")
+        .filter(|r| !r.pipeline.ends_with("-all") && r.pipeline != NEVER_RETRAINED)
         .filter(|r| {
             r.points_vs_all.is_some_and(|p| p >= -TARGET_POINTS * 100.0)
                 && r.share_of_all_samples <= TARGET_SHARE
@@ -875,13 +887,9 @@ fn experiment(
 }
 
 /// Writes the report files: `report.json`, `models.md` and `accuracy.png`.
-fn write_files(out: &Path, report: &Report, stream: &[Generated]) -> anyhow::Result<()> {
-    let hours = |i: usize| {
-        let t = stream
-            .get(i)
-            .map_or(0, |g| g.sample.event_time - stream[0].sample.event_time);
-        t as f64 / 3.6e9
-    };
+fn write_files(out: &Path, report: &Report) -> anyhow::Result<()> {
+    // event time since the stream began (a model may go live at its very end)
+    let hours = |i: usize| i as f64 * INTERVAL_MICROS as f64 / 3.6e9;
     std::fs::create_dir_all(out)
         .with_context(|| format!("creating the report directory {}", out.display()))?;
     let json = out.join("report.json");
@@ -1195,8 +1203,8 @@ fn print_report(r: &Report) {
         }
     );
     for p in &r.pipelines {
-        if p.triggers.is_empty() && !p.models.is_empty() {
-            continue;
+        if p.name == NEVER_RETRAINED {
+            continue; // in the experiment's table
         }
         println!(
             "\npipeline {} (retrain on drift; selection: {}): {} training sets, {} models, {:.0} samples trained, mean accuracy {} ({:.2} s from training-set event to release on average)",

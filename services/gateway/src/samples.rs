@@ -184,9 +184,10 @@ pub(crate) async fn post_samples(
         Ok(acks) => {
             // the keys ingest gives the samples (their place on the topic), in body order:
             // what a later edit of them (a late label, a removal) names them by
-            let keys: Vec<u64> = acks
+            // (null for a place beyond what a key can name: the list stays in body order)
+            let keys: Vec<Option<u64>> = acks
                 .iter()
-                .filter_map(|a| flywheel_ingest::sample_key(a.partition, a.offset))
+                .map(|a| flywheel_ingest::sample_key(a.partition, a.offset))
                 .collect();
             axum::Json(serde_json::json!({ "published": n, "topic": topic, "keys": keys }))
                 .into_response()

@@ -76,6 +76,9 @@ pub enum TrainerError {
     /// Reading the training set.
     #[error(transparent)]
     Trainset(#[from] TrainsetError),
+    /// The loader stopped before the end of an epoch (a task of it failed); retried.
+    #[error("the loader stopped early: {0}")]
+    Loader(String),
     /// A local file (a model being written or read).
     #[error("{what}: {source}")]
     Io {
@@ -117,6 +120,7 @@ impl TrainerError {
             | TrainerError::Store(_)
             | TrainerError::Bus(_)
             | TrainerError::Io { .. }
+            | TrainerError::Loader(_)
             | TrainerError::Stopped => true,
             TrainerError::Trainset(e) => !matches!(
                 e,

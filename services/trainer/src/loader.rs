@@ -373,8 +373,15 @@ impl Loader {
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(_) => return, // cancelled: the runtime is stopping
+                    Err(e) => {
+                        // a window that panicked or was cancelled (the runtime stopping):
+                        // the receiver must not take the end of the channel for the end of
+                        // the epoch
+                        let _ = tx
+                            .send(Err(TrainerError::Loader(format!("a window's task: {e}"))))
+                            .await;
+                        return;
+                    }
                 };
                 spawn_next(&mut ahead);
                 for batch in batches {

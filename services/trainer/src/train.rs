@@ -196,6 +196,7 @@ pub fn train(
                 )
             }
         };
+        let expected = epoch_items.len() as u64;
         let mut rx = feed.batches(epoch_items, order, config.batch_size as usize);
         let (mut loss_sum, mut weight_sum, mut done) = (0f64, 0f64, 0u64);
         while let Some(batch) = next_batch(&mut rx, stop)? {
@@ -216,6 +217,12 @@ pub fn train(
             outcome.fed += batch.len() as u64;
             trained.extend(batch.keys.iter().copied());
             progress(epoch, done);
+        }
+        if done != expected {
+            // never train on less than the set without saying so
+            return Err(TrainerError::Loader(format!(
+                "epoch {epoch} had {done} of its {expected} samples"
+            )));
         }
         outcome.loss = if weight_sum > 0.0 {
             loss_sum / weight_sum
