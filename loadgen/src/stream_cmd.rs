@@ -211,17 +211,11 @@ impl Target {
                     serde_json::to_writer(&mut body, &sample_to_json(&g.sample))?;
                     body.push(b'\n');
                 }
-                let mut request = client
+                let request = client
                     .post(url.as_str())
                     .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
                     .body(body);
-                if let Some(t) = token {
-                    request = request.bearer_auth(t);
-                }
-                let answer = request
-                    .send()
-                    .await
-                    .with_context(|| format!("posting to {url}"))?;
+                let answer = post(request, token.as_deref(), &url).await?;
                 let status = answer.status();
                 if !status.is_success() {
                     let text = answer.text().await.unwrap_or_default();
@@ -268,14 +262,8 @@ impl Target {
         let body = serde_json::json!({ "kind": "relabel", "labels": labels });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let mut request = client.post(url.as_str()).json(&body);
-            if let Some(t) = token {
-                request = request.bearer_auth(t);
-            }
-            let answer = request
-                .send()
-                .await
-                .with_context(|| format!("posting to {url}"))?;
+            let request = client.post(url.as_str()).json(&body);
+            let answer = post(request, token.as_deref(), &url).await?;
             let status = answer.status();
             if status.is_success() {
                 return Ok(());
@@ -291,6 +279,22 @@ impl Target {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Sends a request to the gateway at `url`, with the bearer token if there is one.
+async fn post(
+    request: reqwest::RequestBuilder,
+    token: Option<&str>,
+    url: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let request = match token {
+        Some(t) => request.bearer_auth(t),
+        None => request,
+    };
+    request
+        .send()
+        .await
+        .with_context(|| format!("posting to {url}"))
 }
 
 pub(crate) async fn run(args: &StreamArgs) -> anyhow::Result<()> {
